@@ -1,0 +1,54 @@
+"""One entry point: `python -m pruneforget <command> ...`; every Snakemake rule calls one command.
+
+Each command lives in `pruneforget/commands/<name>.py` and defines `add_arguments(parser)` and
+`run(args)`. Modules are imported only when their command runs, so `--help` is instant.
+Commands take their stage's config section as `--params JSON` (the rule passes it; the code
+never re-reads the config file) and write their outputs atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+# command name -> (module under pruneforget.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare-data": ("prepare_data", "build the tiny world or the MS-COCO tables (train, fine-tune, val, prompt sets)"),
+    "train-evaluator": ("train_evaluator", "train the tiny world's ground-truth style/shape/colour classifier"),
+    "train-vae": ("train_vae", "train the tiny world's AutoencoderKL on world images"),
+    "train-base": ("train_base", "train the tiny Stable-Diffusion-shaped teacher (UNet, DDPM loss, caption dropout)"),
+    "fetch-base": ("fetch_base", "copy a pretrained pipeline (hub id or local dir, e.g. SD 2.1) into the workflow"),
+    "sample": ("sample", "generate images for a prompt set: PNGs plus a manifest"),
+    "judge": ("judge", "score a tiny-world sample set with the ground-truth evaluator"),
+    "report-base": ("report_base", "teacher quality figure: sample grid and evaluator accuracies"),
+}
+
+
+def parse_params(text: str) -> dict:
+    """Parse a `--params` JSON object, naming the problem if it is not one."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--params must be a JSON object ({exc}); rules pass a config section as JSON") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--params must be a JSON object, e.g. '{\"steps\": 100}'")
+    return value
+
+
+def build_parser(load: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pruneforget", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == load:
+            importlib.import_module(f"pruneforget.commands.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(load=name).parse_args(argv)
+    importlib.import_module(f"pruneforget.commands.{COMMANDS[args.command][0]}").run(args)

@@ -1,0 +1,1 @@
+"""Metrics: the tiny-world ground-truth evaluator; later CLIP, CP, CSD, FID, NudeNet."""

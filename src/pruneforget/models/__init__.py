@@ -1,0 +1,1 @@
+"""Loading, building and saving diffusion pipelines at both scales."""

@@ -1,0 +1,79 @@
+"""Generate a prompt set with a pipeline: one PNG per prompt plus a manifest.
+
+Each image has its own seeded generator, so an image depends only on (model, prompt, seed,
+guidance, steps), not on batch size or on which images were generated before: sampling is
+resumable and deterministic on CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from diffusers import StableDiffusionPipeline
+from tqdm.auto import tqdm
+
+MANIFEST_COLUMNS = ["file", "prompt", "seed", "guidance", "steps", "scheduler", "model"]
+
+
+def prompt_seeds(prompts: pd.DataFrame, base_seed: int) -> list[int]:
+    """Per-prompt seeds: the set's `evaluation_seed` column when present, else base_seed + row."""
+    if "evaluation_seed" in prompts.columns:
+        return [int(s) for s in prompts["evaluation_seed"]]
+    return [base_seed + i for i in range(len(prompts))]
+
+
+def generate(pipe: StableDiffusionPipeline, prompts: list[str], seeds: list[int], guidance: float, steps: int) -> list:
+    """Images (PIL) for `prompts`; each image's initial noise comes from its own seeded CPU
+    generator, so CPU and GPU runs start from the same latents."""
+    size = pipe.unet.config.sample_size
+    shape = (pipe.unet.config.in_channels, size, size)
+    latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    with torch.no_grad():
+        return pipe(
+            prompts,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            latents=latents.to(pipe.device, pipe.unet.dtype),
+        ).images
+
+
+def sample_prompt_set(
+    pipe: StableDiffusionPipeline,
+    prompts: pd.DataFrame,
+    out_dir: Path,
+    *,
+    guidance: float,
+    steps: int,
+    scheduler: str,
+    model_name: str,
+    batch_size: int = 16,
+    base_seed: int = 0,
+) -> pd.DataFrame:
+    """Write `out_dir/NNNNN.png` for every prompt and return the manifest (also written as CSV).
+
+    Images already present in `out_dir` are kept (resume after an interruption).
+    """
+    if "prompt" not in prompts.columns:
+        raise ValueError(f"prompt set has no `prompt` column (columns: {list(prompts.columns)})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = prompt_seeds(prompts, base_seed)
+    files = [f"{i:05d}.png" for i in range(len(prompts))]
+    todo = [i for i, f in enumerate(files) if not (out_dir / f).exists()]
+    bar = tqdm(total=len(files), initial=len(files) - len(todo), desc=f"sample {model_name}", unit="img")
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        images = generate(pipe, [prompts["prompt"].iloc[i] for i in chunk], [seeds[i] for i in chunk], guidance, steps)
+        for i, image in zip(chunk, images):
+            image.save(out_dir / files[i])
+        bar.update(len(chunk))
+    bar.close()
+    extra = prompts.drop(columns=[c for c in ("prompt", "evaluation_seed") if c in prompts.columns])
+    manifest = pd.DataFrame(
+        {"file": files, "prompt": prompts["prompt"].tolist(), "seed": seeds, "guidance": guidance,
+         "steps": steps, "scheduler": scheduler, "model": model_name}
+    )
+    manifest = pd.concat([manifest, extra.reset_index(drop=True).drop(columns=[c for c in extra.columns if c in MANIFEST_COLUMNS])], axis=1)
+    manifest.to_csv(out_dir / "manifest.csv", index=False)
+    return manifest

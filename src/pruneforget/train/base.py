@@ -1,0 +1,95 @@
+"""Train the tiny teacher's UNet: the DDPM loss in v- or epsilon-space with caption dropout for CFG.
+
+Latents and text embeddings are computed once (the VAE and text encoder are frozen), which is
+what makes a from-scratch teacher affordable on a CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers.optimization import get_scheduler
+from tqdm.auto import trange
+
+from pruneforget.images import to_tensor_range
+from pruneforget.train.checkpoint import load_checkpoint, save_checkpoint
+from pruneforget.train.metrics_log import CsvLog
+
+
+@torch.no_grad()
+def encode_latents(pipe: StableDiffusionPipeline, images: np.ndarray, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image, unscaled (sampled and scaled per step)."""
+    means, stds = [], []
+    for x in to_tensor_range(images).split(batch):
+        dist = pipe.vae.encode(x).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def encode_captions(pipe: StableDiffusionPipeline, captions: list[str], batch: int = 256) -> torch.Tensor:
+    """Text embeddings exactly as the pipeline computes them at sampling time."""
+    chunks = [pipe.encode_prompt(captions[i : i + batch], "cpu", 1, False)[0] for i in range(0, len(captions), batch)]
+    return torch.cat(chunks)
+
+
+def diffusion_target(scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The regression target of the denoising loss: v = alpha_t * eps - sigma_t * x0, or eps."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, t)
+    return noise
+
+
+def train_teacher(
+    pipe: StableDiffusionPipeline, images: np.ndarray, captions: list[str], cfg: dict, seed: int, work_dir: Path
+) -> StableDiffusionPipeline:
+    """Train `pipe.unet` on (image, caption) pairs for `cfg['steps']` steps, resumable from `work_dir`."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    mean, std = encode_latents(pipe, images)
+    vocab = sorted(set(captions) | {""})
+    embeddings = encode_captions(pipe, vocab)
+    lookup = {c: i for i, c in enumerate(vocab)}
+    caption_idx = torch.tensor([lookup[c] for c in captions])
+    empty = lookup[""]
+    scale = pipe.vae.config.scaling_factor
+
+    unet = pipe.unet.train()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg["warmup_steps"])
+    ckpt = work_dir / "checkpoint.pt"
+    modules = {"unet": unet, "optimizer": optimizer, "lr_schedule": lr_schedule}
+    start = load_checkpoint(ckpt, modules, generator) if ckpt.exists() else 0
+    log = CsvLog(work_dir / "metrics.csv", ["loss", "lr"], resume_step=start)
+
+    bar = trange(start, cfg["steps"], desc="train teacher", initial=start, total=cfg["steps"])
+    for step in bar:
+        idx = torch.randint(len(mean), (cfg["batch_size"],), generator=generator)
+        eps_z = torch.randn(mean[idx].shape, generator=generator)
+        latents = (mean[idx] + std[idx] * eps_z) * scale
+        text = caption_idx[idx].clone()
+        dropped = torch.rand(len(idx), generator=generator) < cfg["caption_dropout"]
+        text[dropped] = empty
+        noise = torch.randn(latents.shape, generator=generator)
+        t = torch.randint(noise_scheduler.config.num_train_timesteps, (len(idx),), generator=generator)
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        pred = unet(noisy, t, embeddings[text]).sample
+        loss = F.mse_loss(pred, diffusion_target(noise_scheduler, latents, noise, t))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr_schedule.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % 25 == 0:
+            log.log(step + 1, loss=loss.item(), lr=lr_schedule.get_last_lr()[0])
+        if (step + 1) % cfg["checkpoint_every"] == 0:
+            save_checkpoint(ckpt, step + 1, modules, generator)
+    unet.eval()
+    return pipe
+

@@ -1,0 +1,37 @@
+"""Resumable training state: model, optimizer, lr schedule, RNG and step in one file."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def save_checkpoint(path: Path, step: int, modules: dict, generator: torch.Generator) -> None:
+    """Write everything needed to continue exactly where training stopped (atomically)."""
+    state = {
+        "step": step,
+        "modules": {k: m.state_dict() for k, m in modules.items()},
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),
+        "python_rng": random.getstate(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, modules: dict, generator: torch.Generator) -> int:
+    """Restore a checkpoint written by `save_checkpoint`; returns the step to continue from."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    for k, m in modules.items():
+        m.load_state_dict(state["modules"][k])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    return int(state["step"])

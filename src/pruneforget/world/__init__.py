@@ -1,0 +1,1 @@
+"""The tiny shapes-and-styles world and the MS-COCO data preparation."""
