@@ -1,0 +1,52 @@
+"""`train-evaluator`: train the tiny world's style/shape/colour classifier and check its held-out accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from pruneforget.cli import parse_params
+from pruneforget.io import atomic_dir, write_json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", type=parse_params, required=True, help="the `evaluator` config section as JSON")
+    parser.add_argument("--data", required=True, help="tiny world data directory (train.csv, val.csv, world.json)")
+    parser.add_argument("--out", required=True, help="artifact directory to write (replaced atomically)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from pruneforget.metrics.evaluator import save_evaluator
+    from pruneforget.metrics.evaluator_train import check_params, held_out_accuracy, train_evaluator
+    from pruneforget.world.tables import load_images, read_table, read_world
+
+    params = args.params
+    try:
+        check_params(params)
+    except ValueError as exc:
+        sys.exit(f"train-evaluator: {exc}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    world = read_world(args.data)
+    if world.get("kind") != "tiny":
+        sys.exit(f"train-evaluator: {args.data} is a {world.get('kind')!r} world; the evaluator needs the tiny world")
+    labels = world["labels"]
+    train, val = read_table(args.data, "train"), read_table(args.data, "val")
+    start = time.time()
+    evaluator = train_evaluator(load_images(args.data, train), train, labels, params)
+    accuracy = held_out_accuracy(evaluator, load_images(args.data, val), val)
+    accuracy["train_seconds"] = round(time.time() - start, 1)
+    worst = min(accuracy["accuracy"].values())
+    print("train-evaluator: held-out accuracy " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy["accuracy"].items()))
+    if worst < params["min_accuracy"]:
+        # Nothing is written: a weak judge must not be taken for a finished artifact.
+        sys.exit(f"train-evaluator: held-out accuracy {worst:.4f} < evaluator.min_accuracy {params['min_accuracy']}; "
+                 "raise evaluator.steps or evaluator.width, or check the world's styles are distinguishable")
+    with atomic_dir(args.out) as tmp:
+        save_evaluator(evaluator, tmp, {"train_params": params, "data": str(args.data)})
+        write_json(tmp / "accuracy.json", accuracy)
+    print(f"train-evaluator: wrote {args.out} ({accuracy['train_seconds']} s)")

@@ -1,0 +1,29 @@
+"""Shared fixtures: a tiny pipeline built from config in seconds (random weights, no training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pruneforget.models.tiny import build_pipeline, build_vae
+
+TINY_BASE = {
+    "text_encoder": "minilm",
+    "max_length": 16,
+    "prediction_type": "v_prediction",
+    "vae": {"block_out_channels": [8, 16], "latent_channels": 4, "norm_num_groups": 4},
+    "unet": {"block_out_channels": [16, 32], "layers_per_block": 1, "attention_heads": [2, 2], "norm_num_groups": 4},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_base_cfg() -> dict:
+    return TINY_BASE
+
+
+@pytest.fixture()
+def tiny_pipe():
+    """An untrained tiny pipeline: 16x16 images, 8x8 latents, the real MiniLM text encoder."""
+    torch.manual_seed(0)
+    vae = build_vae(TINY_BASE["vae"], image_size=16)
+    return build_pipeline(TINY_BASE, image_size=16, vae=vae)
