@@ -53,3 +53,13 @@ def test_sampling_resumes_keeping_finished_images(tiny_pipe, tmp_path):
     again = _pixels(out)
     assert (again[0] == 0).all()
     np.testing.assert_array_equal(again[1], first[1])
+
+
+def test_image_tables_sample_their_captions(tiny_pipe, tmp_path):
+    table = pd.DataFrame({"image": ["images/val/0.png"], "caption": ["a red circle"], "image_id": [7], "style": ["plain"]})
+    manifest = sample_prompt_set(tiny_pipe, table, tmp_path / "v", guidance=5.0, steps=2, scheduler="ddim", model_name="m")
+    assert manifest.loc[0, "prompt"] == "a red circle" and manifest.loc[0, "image"] == "images/val/0.png"
+    import pytest
+
+    with pytest.raises(ValueError, match="prompt"):
+        sample_prompt_set(tiny_pipe, table.drop(columns="caption"), tmp_path / "w", guidance=5.0, steps=2, scheduler="ddim", model_name="m")

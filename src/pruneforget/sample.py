@@ -24,6 +24,16 @@ def prompt_seeds(prompts: pd.DataFrame, base_seed: int) -> list[int]:
     return [base_seed + i for i in range(len(prompts))]
 
 
+def as_prompt_set(table: pd.DataFrame) -> pd.DataFrame:
+    """A prompt set from a prompt CSV (`prompt` column) or an image table (`caption` column:
+    sampling the held-out captions of val.csv); other columns pass through as labels."""
+    if "prompt" in table.columns:
+        return table
+    if "caption" in table.columns:
+        return table.rename(columns={"caption": "prompt"})
+    raise ValueError(f"a prompt set needs a `prompt` (or `caption`) column; found {list(table.columns)}")
+
+
 def generate(pipe: StableDiffusionPipeline, prompts: list[str], seeds: list[int], guidance: float, steps: int) -> list:
     """Images (PIL) for `prompts`; each image's initial noise comes from its own seeded CPU
     generator, so CPU and GPU runs start from the same latents."""
@@ -55,8 +65,7 @@ def sample_prompt_set(
 
     Images already present in `out_dir` are kept (resume after an interruption).
     """
-    if "prompt" not in prompts.columns:
-        raise ValueError(f"prompt set has no `prompt` column (columns: {list(prompts.columns)})")
+    prompts = as_prompt_set(prompts)
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = prompt_seeds(prompts, base_seed)
     files = [f"{i:05d}.png" for i in range(len(prompts))]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from pruneforget.cli import parse_params
 from pruneforget.images import load_images, read_table
 from pruneforget.io import resumable_dir, write_json
@@ -24,6 +26,7 @@ def run(args: argparse.Namespace) -> None:
     table = read_table(args.data, "train")
     images = load_images(args.data, table["image"].tolist())
     # Checkpoints live in the work directory, so a crashed run resumes where it stopped.
+    torch.manual_seed(args.seed)  # the initial weights, so a rerun rebuilds the same artifact
     with resumable_dir(args.out) as work:
         vae = train_vae(build_vae(cfg, image_size=images.shape[1]), images, cfg, args.seed, work)
         vae.save_pretrained(work)

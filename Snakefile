@@ -1,0 +1,67 @@
+"""pruneforget: prune a text-to-image diffusion model, fine-tune it and make it forget, reproducibly.
+
+    snakemake --cores all                                          # tiny scale (config/config.yaml), CPU
+    snakemake --cores all --configfile config/micro.yaml           # the minute-long test run
+    snakemake --profile slurm --configfile config/sd21.yaml        # paper scale on a SLURM cluster
+
+Snakemake executes and DVC records: dvc.yaml is generated from this DAG
+(`python workflow/scripts/dvc_sync.py generate`), and a successful run commits its outputs to DVC.
+"""
+
+import os
+
+from snakemake.utils import min_version, validate
+
+from pruneforget.config import check_config
+
+min_version("8.20")
+
+
+# Each config file is complete. A --configfile replaces the default instead of being merged into
+# it: Snakemake merges nested sections, which would mix the tiny world's keys into COCO's.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
+
+# Reject a bad config before any job runs: the schema (types, units, unknown keys), then the
+# cross-field checks a schema cannot express (removed styles exist, local model paths exist, ...).
+validate(config, "workflow/schemas/config.schema.yaml")
+check_config(config)
+
+
+# One scale per run: a path of another scale (results/sd21/... under the tiny config) must not be
+# built from this config's values, so the {scale} wildcard only matches the configured scale.
+wildcard_constraints:
+    scale=config["scale"],
+    model=r"[^/]+",
+    promptset=r"[^/]+",
+
+# Jobs import the package from the checked-out source (what DVC hashes as a dependency), also
+# inside conda environments, whose files list only the dependencies.
+shell.prefix("set -euo pipefail; export PYTHONPATH=src${{PYTHONPATH:+:$PYTHONPATH}}; ")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/base.smk"
+include: "rules/sample.smk"
+include: "rules/score.smk"
+include: "rules/figures.smk"
+
+
+localrules:
+    all,
+
+
+rule all:
+    """Everything this scale builds (see final_targets in rules/common.smk)."""
+    input:
+        final_targets(),
+
+
+onsuccess:
+    # Record in DVC what this run made, so `dvc repro` does not redo it. Skipped when DVC itself
+    # runs a stage (it sets DVC_STAGE for stage commands and records the result on its own).
+    if "DVC_STAGE" not in os.environ:
+        shell("python workflow/scripts/dvc_sync.py commit")

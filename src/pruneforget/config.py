@@ -1,0 +1,130 @@
+"""Config checks: the JSON schema (workflow/schemas/config.schema.yaml) plus the cross-field checks
+a schema cannot express. The Snakefile runs both before any job starts.
+
+Every error names the offending key (dotted path, e.g. `base.unet.steps`) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+# A Hugging Face hub id: `name` or `org/name` (letters, digits, `-`, `_`, `.`).
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and the fix."""
+
+
+def is_local_path(value: str) -> bool:
+    """Whether `base.pretrained` names a local directory rather than a hub id.
+
+    Local: starts with `/`, `./`, `../` or `~`, or has more than one `/` (`data/models/sd21`).
+    Everything else (`org/name`, `name`) is a hub id, so a local copy one level below the
+    repository root is written `./sd21`, not `sd21`.
+    """
+    return value.startswith(("/", "./", "../", "~")) or value.count("/") > 1
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA) -> None:
+    """Check `config` against the JSON schema, then run `check_config`.
+
+    The Snakefile uses Snakemake's own `validate` for the schema; this function is the same check
+    for code and tests that run outside Snakemake.
+    """
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{_dotted(e.absolute_path) or '<top level>'}: {_explain(e)}" for e in errors]
+        raise ConfigError("config does not match workflow/schemas/config.schema.yaml:\n  " + "\n  ".join(lines))
+    check_config(config)
+
+
+def check_config(config: dict) -> None:
+    """Cross-field checks on a schema-valid config; raise ConfigError naming the key and the fix."""
+    for key, value in _step_counts(config):
+        if not isinstance(value, int) or isinstance(value, bool) or value < _min_steps(key):
+            raise ConfigError(
+                f"{key}: {value!r} is not a valid step count; use an integer >= {_min_steps(key)}"
+            )
+
+    world = config.get("world", {})
+    if world.get("kind") == "tiny":
+        styles = world.get("styles", {})
+        for style in world.get("remove_styles", []):
+            if style not in styles:
+                raise ConfigError(
+                    f"world.remove_styles: {style!r} is not a style of world.styles "
+                    f"(known: {', '.join(styles)}); add it to world.styles or remove it from world.remove_styles"
+                )
+        # The world builder's own checks (texture kinds and parameters, unique caption words, ...)
+        # run here too, so a bad world fails before any job rather than in the first one.
+        from pruneforget.world.spec import WorldConfigError, parse_world
+
+        try:
+            parse_world(world)
+        except WorldConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+    elif world.get("kind") == "coco" and not world.get("download", True):
+        root = world.get("root")
+        if not root or not Path(root).expanduser().is_dir():
+            raise ConfigError(
+                f"world.root: {root!r} is not an existing directory, and world.download is false; "
+                "point world.root at a copy of MS-COCO 2017 (train2017/, val2017/, annotations/) "
+                "or set world.download: true"
+            )
+
+    pretrained = config.get("base", {}).get("pretrained")
+    if isinstance(pretrained, str):
+        if is_local_path(pretrained):
+            if not Path(pretrained).expanduser().is_dir():
+                raise ConfigError(
+                    f"base.pretrained: local model directory {pretrained!r} does not exist "
+                    "(relative paths are relative to the repository root); fix the path, or give "
+                    "a hub id such as stabilityai/stable-diffusion-2-1"
+                )
+        elif not HUB_ID.match(pretrained):
+            raise ConfigError(
+                f"base.pretrained: {pretrained!r} is neither a hub id (org/name) nor a local path "
+                "(starting with /, ./, ../ or ~); write it as one of those"
+            )
+
+
+def _step_counts(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every `steps` or `*_steps` key anywhere in the config, so a stage
+    added later is covered without touching this function."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key == "steps" or str(key).endswith("_steps"):
+                yield path, value
+            else:
+                yield from _step_counts(value, path)
+
+
+def _min_steps(key: str) -> int:
+    """A step count must be positive; a warm-up may be skipped (0 steps)."""
+    return 0 if key.rsplit(".", 1)[-1].startswith("warmup") else 1
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _explain(error) -> str:
+    """jsonschema's message, made to name the unknown key (its default wording buries it)."""
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = _dotted(error.absolute_path)
+        keys = ", ".join(f"{where}.{k}" if where else k for k in extra)
+        return f"unknown key(s) {keys}; allowed here: {', '.join(allowed)} (a typo?)"
+    return error.message

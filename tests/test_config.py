@@ -1,0 +1,141 @@
+"""The config schema and cross-field checks reject bad configs, naming the key, and accept ours."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pruneforget.config import ConfigError, check_config, is_local_path, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ["config/config.yaml", "config/sd21.yaml", "config/micro.yaml"]
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_configs_pass_schema_and_cross_checks(name):
+    validate_config(load(name))
+
+
+def test_unknown_key_is_rejected_by_name():
+    config = load("config/config.yaml")
+    config["sample"]["stpes"] = 25
+    with pytest.raises(ConfigError, match=r"sample\.stpes"):
+        validate_config(config)
+
+
+def test_unknown_top_level_section_is_rejected_by_name():
+    config = load("config/config.yaml")
+    config["finetun"] = {}
+    with pytest.raises(ConfigError, match="finetun"):
+        validate_config(config)
+
+
+def test_removed_style_missing_from_styles_is_rejected():
+    config = load("config/config.yaml")
+    config["world"]["remove_styles"] = ["stripes", "van gogh"]
+    with pytest.raises(ConfigError, match=r"world\.remove_styles.*'van gogh'"):
+        check_config(config)
+
+
+@pytest.mark.parametrize("key", [("base", "unet", "steps"), ("base", "vae", "steps"), ("sample", "steps"), ("evaluator", "steps")])
+@pytest.mark.parametrize("value", [0, -5])
+def test_non_positive_step_count_is_rejected_naming_the_key(key, value):
+    config = load("config/config.yaml")
+    node = config
+    for k in key[:-1]:
+        node = node[k]
+    node[key[-1]] = value
+    dotted = ".".join(key)
+    with pytest.raises(ConfigError, match=dotted.replace(".", r"\.")):
+        check_config(config)
+    with pytest.raises(ConfigError, match=dotted.replace(".", r"\.")):
+        validate_config(config)
+
+
+def test_zero_warmup_steps_is_allowed():
+    config = load("config/config.yaml")
+    config["base"]["unet"]["warmup_steps"] = 0
+    validate_config(config)
+
+
+def test_missing_local_model_path_is_rejected(tmp_path):
+    config = load("config/sd21.yaml")
+    config["base"]["pretrained"] = str(tmp_path / "no-such-model")
+    with pytest.raises(ConfigError, match=r"base\.pretrained.*no-such-model"):
+        check_config(config)
+
+
+def test_existing_local_model_path_and_hub_id_are_accepted(tmp_path):
+    config = load("config/sd21.yaml")
+    config["base"]["pretrained"] = str(tmp_path)
+    check_config(config)
+    config["base"]["pretrained"] = "stabilityai/stable-diffusion-2-1"
+    check_config(config)
+
+
+@pytest.mark.parametrize(
+    "value, local",
+    [("stabilityai/stable-diffusion-2-1", False), ("gpt2", False), ("./sd21", True), ("/models/sd21", True),
+     ("~/sd21", True), ("../sd21", True), ("data/models/sd21", True)],
+)
+def test_local_paths_are_told_from_hub_ids(value, local):
+    assert is_local_path(value) is local
+
+
+def test_coco_without_download_needs_an_existing_root(tmp_path):
+    config = load("config/sd21.yaml")
+    config["world"]["download"] = False
+    config["world"]["root"] = str(tmp_path / "coco")
+    with pytest.raises(ConfigError, match=r"world\.root"):
+        check_config(config)
+    (tmp_path / "coco").mkdir()
+    check_config(config)
+
+
+def test_tiny_world_needs_an_evaluator_section():
+    config = load("config/config.yaml")
+    del config["evaluator"]
+    with pytest.raises(ConfigError, match="evaluator"):
+        validate_config(config)
+
+
+def test_coco_world_rejects_tiny_world_keys():
+    config = load("config/sd21.yaml")
+    config["world"]["shapes"] = ["circle"]
+    with pytest.raises(ConfigError, match=r"world\.shapes"):
+        validate_config(config)
+
+
+def test_every_schema_key_documents_itself():
+    """Each property in the schema carries a description (unit and paper value live there)."""
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    undocumented = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for name, sub in node.get("properties", {}).items():
+                if "description" not in sub:
+                    undocumented.append(f"{path}.{name}")
+            for key, sub in node.items():
+                if key not in ("if", "then"):  # conditions restate keys documented elsewhere
+                    walk(sub, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                walk(sub, f"{path}[{i}]")
+
+    walk(schema, "")
+    assert not undocumented, undocumented
+
+
+def test_shipped_configs_are_not_modified_by_validation():
+    config = load("config/config.yaml")
+    before = copy.deepcopy(config)
+    validate_config(config)
+    assert config == before

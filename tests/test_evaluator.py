@@ -1,0 +1,135 @@
+"""The ground-truth evaluator and the judge: learnable, faithful on save/load, honest on labels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from pruneforget.metrics.evaluator import load_evaluator, save_evaluator
+from pruneforget.metrics.evaluator_train import held_out_accuracy, train_evaluator
+from pruneforget.metrics.judge import judge_samples
+from pruneforget.world.build import build_tiny
+from pruneforget.world.tables import load_images, read_table, read_world
+from test_world import small_world
+
+STYLES = ["plain", "stripes", "vertical stripes", "dots"]
+PARAMS = {"steps": 200, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4, "width": 8, "feature_dim": 32,
+          "noise": 0.05, "blur_prob": 0.2, "blur_sigma": 1.0, "seed": 0, "min_accuracy": 0.5}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A four-style, two-shape, two-colour world: 256 training images, 48 held out."""
+    cfg = small_world(shapes=["triangle", "square"], images_per_combo=16, val_images_per_combo=3,
+                      remove_styles=["stripes"])
+    cfg["styles"] = {k: v for k, v in cfg["styles"].items() if k in STYLES}
+    cfg["colours"] = {k: v for k, v in list(cfg["colours"].items())[:2]}
+    out = tmp_path_factory.mktemp("eval") / "data"
+    build_tiny(cfg, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    torch.set_num_threads(1)
+    train = read_table(world, "train")
+    evaluator = train_evaluator(load_images(world, train), train, read_world(world)["labels"], PARAMS, progress=False)
+    out = tmp_path_factory.mktemp("eval") / "evaluator"
+    save_evaluator(evaluator, out)
+    return evaluator, out
+
+
+def test_evaluator_learns_well_above_chance(world, trained):
+    val = read_table(world, "val")
+    acc = held_out_accuracy(trained[0], load_images(world, val), val)["accuracy"]
+    # Chance is 0.25 for style and 0.5 for shape and colour.
+    assert acc["style_acc"] >= 0.9 and acc["shape_acc"] >= 0.9 and acc["colour_acc"] >= 0.9
+
+
+def test_save_load_round_trip_gives_identical_outputs(world, trained):
+    evaluator, path = trained
+    images = load_images(world, read_table(world, "val"))
+    loaded = load_evaluator(path)
+    assert loaded.labels == evaluator.labels
+    for head, p in evaluator.probabilities(images).items():
+        assert torch.equal(p, loaded.probabilities(images)[head])
+    assert torch.equal(evaluator.features(images), loaded.features(images))
+    assert loaded.features(images).shape == (len(images), PARAMS["feature_dim"])
+
+
+def test_pil_and_array_inputs_agree(world, trained):
+    evaluator = trained[0]
+    val = read_table(world, "val")
+    pil = [Image.open(world / f) for f in val["image"]]
+    assert evaluator.predict(pil) == evaluator.predict(load_images(world, val))
+
+
+def _sample_dir(world: Path, out: Path, relabel: dict[str, str] | None = None) -> Path:
+    """A sample set made of real held-out images with a manifest like `sample` writes."""
+    val = read_table(world, "val")
+    out.mkdir()
+    rows = []
+    for i, r in enumerate(val.itertuples(index=False)):
+        Image.open(world / r.image).save(out / f"{i:05d}.png")
+        style = relabel.get(r.style, r.style) if relabel else r.style
+        rows.append({"file": f"{i:05d}.png", "prompt": r.caption, "seed": i, "guidance": 5.0, "steps": 25,
+                     "model": "real", "style": style, "shape": r.shape, "colour": r.colour})
+    pd.DataFrame(rows).to_csv(out / "manifest.csv", index=False)
+    return out
+
+
+def test_judge_scores_real_images_near_one(world, trained, tmp_path):
+    score = judge_samples(_sample_dir(world, tmp_path / "s"), load_evaluator(trained[1]))
+    assert score["metric"] == "tiny_judge" and score["n"] == 48
+    assert min(score["value"].values()) >= 0.95
+    assert set(score["per_style"]) == set(STYLES)
+
+
+def test_judge_scores_mislabeled_images_low(world, trained, tmp_path):
+    # Every style label moved to the next style: the style accuracy collapses, content does not.
+    shift = dict(zip(STYLES, STYLES[1:] + STYLES[:1]))
+    score = judge_samples(_sample_dir(world, tmp_path / "s", shift), load_evaluator(trained[1]))
+    assert score["value"]["style_acc"] <= 0.1
+    assert score["value"]["shape_acc"] >= 0.95
+    # Where the "stripes"-labelled images went: predicted as plain, which they are.
+    assert score["per_style"]["stripes"]["predicted_style"].get("plain", 0) >= 0.9
+
+
+def test_judge_rejects_labels_from_another_world(world, trained, tmp_path):
+    samples = _sample_dir(world, tmp_path / "s", {"plain": "impressionism"})
+    with pytest.raises(ValueError, match="impressionism"):
+        judge_samples(samples, load_evaluator(trained[1]))
+
+
+def test_judge_cli_writes_score_json(world, trained, tmp_path):
+    samples = _sample_dir(world, tmp_path / "s")
+    out = tmp_path / "score.json"
+    subprocess.run([sys.executable, "-m", "pruneforget", "judge", "--samples", str(samples),
+                    "--evaluator", str(trained[1]), "--out", str(out)], check=True, capture_output=True)
+    score = json.loads(out.read_text())
+    assert set(score) == {"metric", "version", "inputs", "value", "per_style", "n"}
+    assert set(score["value"]) == {"style_acc", "shape_acc", "colour_acc"}
+
+
+def test_train_evaluator_cli_fails_below_min_accuracy_and_leaves_nothing(world, tmp_path):
+    params = {**PARAMS, "steps": 1, "min_accuracy": 1.0}
+    out = tmp_path / "evaluator"
+    proc = subprocess.run([sys.executable, "-m", "pruneforget", "train-evaluator", "--threads", "1",
+                           "--params", json.dumps(params), "--data", str(world), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "min_accuracy" in proc.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_train_evaluator_rejects_unknown_key(world, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pruneforget", "train-evaluator", "--params",
+                           json.dumps({**PARAMS, "epochs": 3}), "--data", str(world), "--out", str(tmp_path / "e")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "evaluator.epochs" in proc.stderr

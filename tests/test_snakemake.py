@@ -1,0 +1,84 @@
+"""The workflow lints clean, dry-runs under the SLURM profile from the repository root at both
+scales (with the paper scale's GPUs), rejects a bad config before any job, and its conda
+environments list the project's dependencies."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["snakemake", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_snakemake_lint_passes():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_slurm_profile_dry_run_builds_the_tiny_dag():
+    result = snakemake("--profile", "slurm", "-n")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "Using profile slurm" in out
+    for rule in ["prepare_data", "train_evaluator", "train_vae", "train_base", "sample", "judge", "report_base"]:
+        assert re.search(rf"^{rule}\s+1$", out, re.M), f"{rule} missing from the tiny DAG:\n{out}"
+    assert "figures/teacher_quality.pdf" in out
+
+
+def test_slurm_profile_dry_run_at_paper_scale_asks_for_gpus():
+    result = snakemake("--profile", "slurm", "-n", "--configfile", "config/sd21.yaml", "--", "results/sd21/samples/base/val")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    sample = out[out.index("rule sample:"):]
+    resources = re.search(r"resources: (.*)", sample).group(1)
+    assert "gpu=1" in resources and "mem_mb=64000" in resources and "runtime=720" in resources, resources
+    assert "--limit 5000" in sample  # teacher-quality sampling uses sample.quality_prompts
+    assert "fetch_base" in out and "train_base" not in out  # a pretrained base is fetched, not trained
+
+
+def test_paper_scale_default_target_is_data_and_base():
+    result = snakemake("-n", "--configfile", "config/sd21.yaml")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert re.search(r"^prepare_data\s+1$", out, re.M) and re.search(r"^fetch_base\s+1$", out, re.M), out
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    bad = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    bad["world"]["remove_styles"] = ["not a style"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    result = snakemake("-n", "--configfile", str(path))
+    assert result.returncode != 0
+    assert "world.remove_styles" in result.stdout + result.stderr
+
+
+def test_other_scale_paths_are_not_built_from_this_config():
+    result = snakemake("-n", "results/sd21/data")
+    assert result.returncode != 0
+
+
+def _requirements(env_file: Path) -> set[str]:
+    env = yaml.safe_load(env_file.read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    return {re.sub(r"\s+", "", r) for r in pip if not r.startswith("-")}
+
+
+@pytest.mark.parametrize("env, extra", [("envs/cpu.yaml", None), ("envs/cuda.yaml", "paper")])
+def test_conda_envs_list_the_project_dependencies(env, extra):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    # Snakemake and DVC drive the jobs; they are not needed inside them.
+    wanted = {d.replace(" ", "") for d in project["dependencies"] if not d.startswith(("snakemake", "dvc"))}
+    if extra:
+        wanted |= {d.replace(" ", "") for d in project["optional-dependencies"][extra]}
+    assert _requirements(ROOT / env) == wanted
