@@ -10,8 +10,8 @@ import torch
 from diffusers import AutoencoderKL
 
 from pruneforget.cli import parse_params
-from pruneforget.images import load_images, read_table
 from pruneforget.io import resumable_dir, write_json
+from pruneforget.world.tables import load_images, read_table
 from pruneforget.models.tiny import build_pipeline
 from pruneforget.train.base import train_teacher
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> None:
     cfg = args.params
     vae = AutoencoderKL.from_pretrained(args.vae).eval().requires_grad_(False)
     table = read_table(args.data, "train")
-    images = load_images(args.data, table["image"].tolist())
+    images = load_images(args.data, table)
     torch.manual_seed(args.seed)  # the UNet's initial weights, so a rerun rebuilds the same artifact
     pipe = build_pipeline(cfg, image_size=images.shape[1], vae=vae)
     with resumable_dir(args.out) as work:

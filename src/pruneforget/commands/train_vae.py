@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from pruneforget.cli import parse_params
-from pruneforget.images import load_images, read_table
 from pruneforget.io import resumable_dir, write_json
+from pruneforget.world.tables import load_images, read_table
 from pruneforget.models.tiny import build_vae
 from pruneforget.train.vae import train_vae
 
@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg = args.params["vae"]
     table = read_table(args.data, "train")
-    images = load_images(args.data, table["image"].tolist())
+    images = load_images(args.data, table)
     # Checkpoints live in the work directory, so a crashed run resumes where it stopped.
     torch.manual_seed(args.seed)  # the initial weights, so a rerun rebuilds the same artifact
     with resumable_dir(args.out) as work:
