@@ -13,6 +13,7 @@ rule train_vae:
         directory("results/{scale}/vae"),
     params:
         base=lambda wc: section("base"),
+    threads: threads_of("base")
     resources:
         **resources_of("base"),
     log:
@@ -37,6 +38,7 @@ if config["base"]["pretrained"] is None:
             directory("results/{scale}/base"),
         params:
             base=lambda wc: section("base"),
+        threads: threads_of("base")
         resources:
             **resources_of("base"),
         log:

@@ -21,7 +21,13 @@ def section(name):
 def resources_of(group):
     """SLURM resources (gpu, mem_mb, runtime, ...) of a group of rules, from the config's resources section.
     A group a scale never runs may be absent (the schema requires the ones its DAG needs)."""
-    return config["resources"].get(group, {})
+    return {k: v for k, v in config["resources"].get(group, {}).items() if k != "threads"}
+
+
+def threads_of(group):
+    """CPU threads of a group's jobs (torch's intra-op threads, via OMP_NUM_THREADS in the shell
+    prefix). Snakemake caps them at --cores, so two heavy jobs never share two cores."""
+    return config["resources"].get(group, {}).get("threads", 1)
 
 
 def data_dir():

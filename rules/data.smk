@@ -28,6 +28,7 @@ rule train_evaluator:
         directory("results/{scale}/evaluator"),
     params:
         evaluator=lambda wc: section("evaluator"),
+    threads: threads_of("evaluator")
     resources:
         **resources_of("evaluator"),
     log:

@@ -14,6 +14,7 @@ rule sample:
         sample=lambda wc: section("sample"),
         prompts=prompts_csv,
         limit=sample_limit,
+    threads: threads_of("sample")
     resources:
         **resources_of("sample"),
     log:

@@ -8,6 +8,7 @@ rule judge:
         evaluator="results/{scale}/evaluator",
     output:
         "results/{scale}/scores/{model}/{promptset}/judge.json",
+    threads: threads_of("score")
     resources:
         **resources_of("score"),
     log:
