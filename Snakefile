@@ -39,9 +39,7 @@ wildcard_constraints:
 
 # Jobs import the package from the checked-out source (what DVC hashes as a dependency), also
 # inside conda environments, whose files list only the dependencies.
-shell.prefix(
-    "set -euo pipefail; export PYTHONPATH=src${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads}; "
-)
+shell.prefix("set -euo pipefail; export PYTHONPATH=src${{PYTHONPATH:+:$PYTHONPATH}}; ")
 
 
 include: "rules/common.smk"

@@ -25,8 +25,8 @@ def resources_of(group):
 
 
 def threads_of(group):
-    """CPU threads of a group's jobs (torch's intra-op threads, via OMP_NUM_THREADS in the shell
-    prefix). Snakemake caps them at --cores, so two heavy jobs never share two cores."""
+    """CPU threads of a group's jobs. Snakemake exports them as OMP_NUM_THREADS (torch's intra-op
+    threads) and caps them at --cores, so two heavy jobs never share two cores."""
     return config["resources"].get(group, {}).get("threads", 1)
 
 
