@@ -38,7 +38,7 @@ def test_every_stage_runs_one_snakemake_job_for_its_outputs():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert stages
     for name, stage in stages.items():
-        assert stage["cmd"].startswith("snakemake --cores 1 "), name
+        assert stage["cmd"].startswith("snakemake --cores all "), name
         assert "--allowed-rules " in stage["cmd"] and "--force" in stage["cmd"], name
         assert stage["cmd"].endswith("-- " + " ".join(stage["outs"])), name
         assert "src/pruneforget" in stage["deps"], name

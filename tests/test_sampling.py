@@ -63,3 +63,13 @@ def test_image_tables_sample_their_captions(tiny_pipe, tmp_path):
 
     with pytest.raises(ValueError, match="prompt"):
         sample_prompt_set(tiny_pipe, table.drop(columns="caption"), tmp_path / "w", guidance=5.0, steps=2, scheduler="ddim", model_name="m")
+
+
+def test_spread_subset_covers_every_group_of_a_sorted_table():
+    from pruneforget.sample import spread_subset
+
+    table = pd.DataFrame({"prompt": [f"p{i}" for i in range(60)], "style": [f"s{i // 6}" for i in range(60)]})
+    subset = spread_subset(table, 20)
+    assert len(subset) == 20 and set(subset["style"]) == set(table["style"])
+    assert list(subset["prompt"]) == sorted(subset["prompt"], key=lambda p: int(p[1:]))
+    assert spread_subset(table, 100) is table

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from diffusers import StableDiffusionPipeline
@@ -32,6 +33,17 @@ def as_prompt_set(table: pd.DataFrame) -> pd.DataFrame:
     if "caption" in table.columns:
         return table.rename(columns={"caption": "prompt"})
     raise ValueError(f"a prompt set needs a `prompt` (or `caption`) column; found {list(table.columns)}")
+
+
+def spread_subset(prompts: pd.DataFrame, n: int) -> pd.DataFrame:
+    """`n` rows evenly spaced through `prompts`, in order. Prompt tables are grouped by label
+    (style, then shape, ...), so the first n rows would miss whole styles; every k-th row does not."""
+    if n <= 0:
+        raise ValueError(f"a subset needs a positive size, got {n}")
+    if n >= len(prompts):
+        return prompts
+    idx = np.unique(np.linspace(0, len(prompts) - 1, n).round().astype(int))
+    return prompts.iloc[idx].reset_index(drop=True)
 
 
 def generate(pipe: StableDiffusionPipeline, prompts: list[str], seeds: list[int], guidance: float, steps: int) -> list:

@@ -130,7 +130,10 @@ def stage_cmd(job: Job, configfile: str) -> str:
     removed its outputs): --force runs the job whatever Snakemake thinks of it, --allowed-rules
     keeps Snakemake from (re)running any upstream job, which DVC owns as other stages."""
     config = "" if configfile == DEFAULT_CONFIG else f" --configfile {configfile}"
-    return f"snakemake --cores 1{config} --allowed-rules {job.rule} --force -- {' '.join(job.outputs)}"
+    # --cores all: a job's threads are min(config threads, cores), and CPU float results depend
+    # on the thread count, so a DVC stage must get the threads a direct `snakemake --cores N` run
+    # gives it on the same machine to rebuild byte-identical artifacts.
+    return f"snakemake --cores all{config} --allowed-rules {job.rule} --force -- {' '.join(job.outputs)}"
 
 
 def render(jobs: list[Job], configfile: str = DEFAULT_CONFIG) -> str:
