@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -31,9 +32,11 @@ def run(args: argparse.Namespace) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else None
     pipe = with_scheduler(load_pipeline(args.model, dtype=dtype, device=device), cfg["scheduler"])
+    start = time.perf_counter()
     with resumable_dir(args.out) as work:
         sample_prompt_set(
             pipe, prompts, work, guidance=cfg["guidance"], steps=cfg["steps"], scheduler=cfg["scheduler"],
             model_name=str(args.model), batch_size=cfg["batch_size"], base_seed=args.seed,
         )
-    print(f"wrote {len(prompts)} images to {args.out}")
+    seconds = time.perf_counter() - start
+    print(f"wrote {len(prompts)} images to {args.out} in {seconds:.1f} s ({len(prompts) / seconds:.2f} images/s on {device})")

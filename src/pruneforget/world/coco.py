@@ -7,10 +7,11 @@
     out/finetune.csv   D_f; at COCO the same table as train.csv
                        (COCO never shows the removed artists)
     out/val.csv        one caption per val2017 image, `val_captions` rows (the paper's FID/CLIP set)
-    out/images ->      symlink to the COCO root (absolute), so `image` is relative to `out`
     out/world.json     the source: kind, root, counts, per-archive checksum status
 
-Columns: `image` (path relative to `out`, e.g. `images/train2017/000000000009.jpg`),
+Columns: `image` (absolute path into the COCO root, e.g. `/data/coco2017/train2017/000000000009.jpg`:
+readers join it to the data directory like the tiny world's relative paths, and an absolute path
+wins; no link into the root, so DVC hashes the small tables, never the 19 GB of images),
 `caption` (whitespace-normalised: COCO captions carry stray newlines and trailing spaces),
 `image_id` (COCO's integer id). Rows are sorted by image id, then annotation id.
 """
@@ -18,7 +19,6 @@ Columns: `image` (path relative to `out`, e.g. `images/train2017/000000000009.jp
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -176,14 +176,12 @@ def build_coco(
 
     train = train_table(captions["train2017"])
     val = val_table(captions["val2017"], int(cfg["val_captions"]), int(cfg.get("seed", 0)))
-    prefix = "images/"  # relative to out, through the symlink below
+    prefix = f"{root.resolve()}/"
     train["image"] = prefix + train["image"]
     val["image"] = prefix + val["image"]
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # Absolute, so the link survives the caller's rename of `out` and moves of results/.
-    os.symlink(root, out / "images", target_is_directory=True)
     train.to_csv(out / "train.csv", index=False)
     shutil.copyfile(out / "train.csv", out / "finetune.csv")
     val.to_csv(out / "val.csv", index=False)
@@ -192,7 +190,7 @@ def build_coco(
         {
             "kind": "coco",
             "root": str(root),
-            "image_paths": "relative to this directory, through the symlink images -> root",
+            "image_paths": "absolute, into root",
             "counts": {
                 "train_captions": len(train),
                 "train_images": int(train["image_id"].nunique()),
