@@ -8,8 +8,8 @@ import torch
 from pruneforget.train.base import diffusion_target, train_teacher
 from pruneforget.train.vae import train_vae
 
-UNET = {"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_steps": 2, "caption_dropout": 0.5, "checkpoint_every": 3}
-VAE = {"steps": 6, "batch_size": 4, "lr": 1e-3, "kl_weight": 1e-6, "checkpoint_every": 3}
+UNET = {"lr_schedule": "cosine", "steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_steps": 2, "caption_dropout": 0.5, "checkpoint_every": 3}
+VAE = {"lr_schedule": "cosine", "steps": 6, "batch_size": 4, "lr": 1e-3, "kl_weight": 1e-6, "checkpoint_every": 3}
 
 
 def _data(n=16, size=16):

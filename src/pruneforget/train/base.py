@@ -62,7 +62,10 @@ def train_teacher(
 
     unet = pipe.unet.train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
-    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg["warmup_steps"])
+    # A short from-scratch budget ends better with a decaying rate (cosine) than a constant one.
+    lr_schedule = get_scheduler(
+        cfg["lr_schedule"], optimizer, num_warmup_steps=cfg["warmup_steps"], num_training_steps=cfg["steps"]
+    )
     ckpt = work_dir / "checkpoint.pt"
     modules = {"unet": unet, "optimizer": optimizer, "lr_schedule": lr_schedule}
     start = load_checkpoint(ckpt, modules, generator) if ckpt.exists() else 0

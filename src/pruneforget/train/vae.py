@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from diffusers.optimization import get_scheduler
 from tqdm.auto import trange
 
 from pruneforget.images import to_tensor_range
@@ -40,8 +41,9 @@ def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: dict, seed: int, work
     """Train `vae` on uint8 NHWC `images` for `cfg['steps']` steps, resumable from `work_dir`."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg["lr"], weight_decay=0.0)
+    lr_schedule = get_scheduler(cfg["lr_schedule"], optimizer, num_warmup_steps=0, num_training_steps=cfg["steps"])
     ckpt = work_dir / "checkpoint.pt"
-    modules = {"vae": vae, "optimizer": optimizer}
+    modules = {"vae": vae, "optimizer": optimizer, "lr_schedule": lr_schedule}
     start = load_checkpoint(ckpt, modules, generator) if ckpt.exists() else 0
     log = CsvLog(work_dir / "metrics.csv", ["loss", "mse", "kl"], resume_step=start)
     data = to_tensor_range(images)
@@ -53,6 +55,7 @@ def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: dict, seed: int, work
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        lr_schedule.step()
         bar.set_postfix(mse=f"{parts['mse']:.4f}")
         if (step + 1) % 50 == 0:
             log.log(step + 1, loss=loss.item(), **parts)
