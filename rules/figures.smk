@@ -11,8 +11,12 @@ rule report_base:
     input:
         samples=f"results/{SCALE}/samples/base/val",
         scores=f"results/{SCALE}/scores/base/val/judge.json",
+        data=f"results/{SCALE}/data",
     output:
-        "figures/teacher_quality.pdf",
+        # The PNG and the CSV of plotted numbers beside the PDF are artifacts too (DVC tracks them).
+        pdf="figures/teacher_quality.pdf",
+        png="figures/teacher_quality.png",
+        csv="figures/teacher_quality.csv",
     log:
         f"logs/{SCALE}/report_base.log",
     benchmark:
@@ -21,4 +25,4 @@ rule report_base:
         CONDA_ENV
     shell:
         "python -m pruneforget report-base --samples {input.samples} --scores {input.scores} "
-        "--out {output} > {log} 2>&1"
+        "--data {input.data} --out {output.pdf} > {log} 2>&1"
