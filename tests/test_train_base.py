@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from pruneforget.train.base import diffusion_target, train_teacher
@@ -19,14 +20,34 @@ def _data(n=16, size=16):
     return images, captions
 
 
-def test_teacher_resume_reproduces_uninterrupted_run(tiny_pipe, tmp_path):
+class Crash(Exception):
+    pass
+
+
+def crash_after_first_checkpoint(monkeypatch, module):
+    """Make training die right after its first checkpoint, as a killed job would."""
+    original = module.save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        original(*args, **kwargs)
+        raise Crash
+
+    monkeypatch.setattr(module, "save_checkpoint", save_then_crash)
+
+
+def test_teacher_resume_reproduces_uninterrupted_run(tiny_pipe, tmp_path, monkeypatch):
+    import pruneforget.train.base as base
+
     images, captions = _data()
     state = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
     train_teacher(tiny_pipe, images, captions, UNET, seed=1, work_dir=tmp_path / "full")
     full = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
 
     tiny_pipe.unet.load_state_dict(state)
-    train_teacher(tiny_pipe, images, captions, dict(UNET, steps=3), seed=1, work_dir=tmp_path / "cut")
+    with monkeypatch.context() as m:
+        crash_after_first_checkpoint(m, base)
+        with pytest.raises(Crash):
+            train_teacher(tiny_pipe, images, captions, UNET, seed=1, work_dir=tmp_path / "cut")
     tiny_pipe.unet.load_state_dict(state)  # a fresh process: weights come from the checkpoint
     train_teacher(tiny_pipe, images, captions, UNET, seed=1, work_dir=tmp_path / "cut")
     for k in full:
@@ -34,14 +55,19 @@ def test_teacher_resume_reproduces_uninterrupted_run(tiny_pipe, tmp_path):
     assert any(not torch.equal(full[k], state[k]) for k in full)
 
 
-def test_vae_resume_reproduces_uninterrupted_run_and_sets_scaling_factor(tiny_pipe, tmp_path):
+def test_vae_resume_reproduces_uninterrupted_run_and_sets_scaling_factor(tiny_pipe, tmp_path, monkeypatch):
+    import pruneforget.train.vae as vae_module
+
     images, _ = _data()
     vae = tiny_pipe.vae
     state = {k: v.clone() for k, v in vae.state_dict().items()}
     train_vae(vae, images, VAE, seed=2, work_dir=tmp_path / "full")
     full = {k: v.clone() for k, v in vae.state_dict().items()}
     vae.load_state_dict(state)
-    train_vae(vae, images, dict(VAE, steps=3), seed=2, work_dir=tmp_path / "cut")
+    with monkeypatch.context() as m:
+        crash_after_first_checkpoint(m, vae_module)
+        with pytest.raises(Crash):
+            train_vae(vae, images, VAE, seed=2, work_dir=tmp_path / "cut")
     vae.load_state_dict(state)
     train_vae(vae, images, VAE, seed=2, work_dir=tmp_path / "cut")
     for k in full:
