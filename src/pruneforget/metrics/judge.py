@@ -16,10 +16,10 @@ import pandas as pd
 from PIL import Image
 
 from pruneforget.metrics.evaluator import Evaluator
+from pruneforget.sample import MANIFEST_COLUMNS
 from pruneforget.world.tables import LABEL_COLUMNS
 
 JUDGE_METRIC, JUDGE_VERSION = "tiny_judge", 1
-MANIFEST_COLUMNS = ["file", "prompt", "seed", "guidance", "steps", "model"]
 
 
 def score_predictions(predicted: dict[str, list[str]], truth: pd.DataFrame,
