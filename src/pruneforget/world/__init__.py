@@ -9,5 +9,6 @@
     prompts.py   removal, synonym and retain prompt sets
     tables.py    the data directory contract: file names, columns, readers
     build.py     build_tiny(params, out_dir): the whole tiny data directory
-    coco.py      build_coco(cfg, out_dir): the MS-COCO tables (sd21 scale)
+    coco.py      build_coco(cfg, out_dir): the MS-COCO tables (sd21 scale); coco_download.py fetches and verifies
+    prompt_sets.py  the shipped paper prompt sets (config/prompts/): artist prompts, ConceptPrune pairs
 """
