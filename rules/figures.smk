@@ -63,6 +63,8 @@ for name, category in FIGURES.items():
             csv=report(f"figures/{name}.csv", caption=f"../workflow/report/{name}.rst", category=category),
         params:
             figures=figure_params(name),
+            # The shell line is evaluated when the job runs, after the loop ended: read the name from params.
+            name=name,
         log:
             f"logs/{SCALE}/report/{name}.log",
         benchmark:
@@ -70,5 +72,5 @@ for name, category in FIGURES.items():
         conda:
             CONDA_ENV
         shell:
-            f"python -m pruneforget report --figure {name} --params {{params.figures:q}} "
+            "python -m pruneforget report --figure {params.name} --params {params.figures:q} "
             "--scores {input.scores} --runs {input.runs} --samples {input.samples} --out {output.pdf} > {log} 2>&1"

@@ -4,7 +4,7 @@ Every training run writes `cost.json`, one entry per step kind (`train` for fine
 `lower` and `upper` for bilevel): `{kind: {"seconds_per_step": s, "peak_memory_mb": MB, "steps": n}}`.
 Per run and kind the table gives seconds per step, peak memory, steps and their product; a run
 with several kinds also gets `per <last kind> step` (all its time divided by the last kind's steps:
-one bilevel iteration, K lower steps plus one upper step) and every run a `total`; `totals` add
+one bilevel iteration, K lower steps plus one upper step) and a `total`; `totals` add
 whole runs (fine-tuning + ESD = the two-stage pipeline). Mean, std, n over seeds.
 """
 
@@ -75,6 +75,8 @@ def cost_table(costs: dict[str, dict], rows: list[dict], totals: list[dict], see
         per_row[row["label"]] = by_seed
         if by_seed:
             for kind in next(iter(by_seed.values())):
+                if kind == "total" and len(row["kinds"]) == 1:
+                    continue  # the one kind's row already holds the run's total
                 out.append(_row(row["label"], row["model"], kind, [c[kind] for c in by_seed.values()]))
     for total in totals:
         parts = [per_row.get(label, {}) for label in total["rows"]]

@@ -69,7 +69,8 @@ def curve_figure(frame: pd.DataFrame, groups: list[dict], metrics: list[dict], t
             ax.fill_between(c["step"], c["min"], c["max"], color=f"C{k}", alpha=0.2, lw=0)
         ax.set_xlabel("fine-tuning iteration")
         ax.set_ylabel(metric["label"])
-        ax.legend(fontsize=7, frameon=False)
+        if ax.lines:
+            ax.legend(fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -105,7 +106,7 @@ def sweep_figure(frame: pd.DataFrame, columns: list[dict], default: dict, title:
     fig, axes = plt.subplots(len(columns), 2, figsize=(8, 2.8 * len(columns)), squeeze=False)
     for i, col in enumerate(columns):
         for j, (sweep, x, fixed) in enumerate([("lambda", "lam", f"K = {default['K']}"),
-                                                ("K", "K", f"lambda = {default['lam']:g}")]):
+                                                ("K", "K", f"λ = {default['lam']:g}")]):
             ax = axes[i][j]
             c = frame[(frame["sweep"] == sweep) & (frame["column"] == col["label"])].sort_values(x)
             ax.errorbar(c[x], c["mean"], yerr=np.nan_to_num(c["std"].to_numpy(dtype=float)), marker="o", capsize=3)

@@ -101,6 +101,7 @@ def label_decrease_figure(frame: pd.DataFrame, rows: list[dict], title: str, ref
                        ha="right", fontsize=8)
     ax.set_ylabel(f"decrease vs {reference_label} (%)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, frameon=False)
+    if rows and not cells.empty:
+        ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig

@@ -38,12 +38,13 @@ def _slug(name: str) -> str:
     return slugify(name)
 
 
-def _has(obj, token: str) -> bool:
-    if isinstance(obj, str):
-        return token in obj
-    if isinstance(obj, dict):
-        return any(_has(v, token) for v in obj.values())
-    return isinstance(obj, list) and any(_has(v, token) for v in obj)
+def _names_removed(item) -> bool:
+    """Whether a list item stands for one item per removed style: a string naming `{removed}`,
+    or a dict with such a string as a direct value (a grid column). A dict naming it only
+    inside a nested list (a table column's prompt sets) stays one item; its list expands."""
+    if isinstance(item, str):
+        return "{removed}" in item
+    return isinstance(item, dict) and any(isinstance(v, str) and "{removed}" in v for v in item.values())
 
 
 def _fill(obj, token: str, value: str):
@@ -57,12 +58,12 @@ def _fill(obj, token: str, value: str):
 
 
 def expand(obj, removed: list[str], global_: str | None):
-    """Replace `{global}` everywhere; a list item (string or dict) naming `{removed}` becomes one
-    item per removed style. Raises ValueError when a placeholder has no value in this config."""
+    """Replace `{global}` everywhere; a list item naming `{removed}` (see _names_removed) becomes
+    one item per removed style. Raises ValueError when a placeholder has no value in this config."""
     if isinstance(obj, list):
         out = []
         for item in obj:
-            if _has(item, "{removed}"):
+            if _names_removed(item):
                 if not removed:
                     raise ValueError(f"{item!r} names {{removed}} but world.remove_styles is empty or absent")
                 out += [expand(_fill(item, "{removed}", r), removed, global_) for r in removed]

@@ -120,7 +120,7 @@ def draw_table(row_labels: list[str], col_labels: list[str], text: list[list[str
     ax = fig.add_axes([0.01, lines_h / height, 0.98, table_h / height])
     ax.axis("off")
     # Row labels as an ordinary first column: ax.table's rowLabels would hang outside the axes.
-    cells = [[label, *row] for label, row in zip(row_labels, text)]
+    cells = [[label, *row] for label, row in zip(row_labels, text)] or [["nothing built", *[""] * len(col_labels)]]
     table = ax.table(cellText=cells or None, colLabels=["", *col_labels], cellLoc="center", bbox=[0, 0, 1, 1])
     table.auto_set_font_size(False)
     table.set_fontsize(8)
