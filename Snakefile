@@ -9,8 +9,13 @@ Snakemake executes and DVC records: dvc.yaml is generated from this DAG
 """
 
 import os
+import sys
 
 from snakemake.utils import min_version, validate
+
+# The DAG imports the package (config checks, figure inputs) from the checked-out source, like
+# the jobs do (shell.prefix below), not from whatever copy happens to be installed.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from pruneforget.config import check_config
 
@@ -49,6 +54,10 @@ include: "rules/sample.smk"
 include: "rules/score.smk"
 include: "rules/figures.smk"
 include: "rules/unlearn.smk"
+
+
+# `snakemake --report report.html`: every figure under its part of the paper, with the config.
+report: "workflow/report/workflow.rst"
 
 
 localrules:

@@ -54,3 +54,20 @@ def final_targets():
     if config["world"]["kind"] == "tiny":
         return ["figures/teacher_quality.pdf", f"results/{SCALE}/evaluator"]
     return [data_dir(), f"results/{SCALE}/base"]
+
+
+# --- Figures: each table/figure's inputs and spec come from the config's `figures:` section ----
+# The same resolved spec (report.specs) gives the rule its inputs and the command its --params,
+# so a figure draws exactly the models, seeds and prompt sets its DAG built.
+from pruneforget.report.specs import figure_inputs, resolve_figure
+
+
+def figure_input(name):
+    """Input function of figure `name`: {scores, runs, samples} path lists (unpack it)."""
+    return lambda wildcards: figure_inputs(resolve_figure(config, name), SCALE)
+
+
+def figure_params(name):
+    """Figure `name`'s resolved spec as JSON for `report --params` (its key in params must be
+    `figures`, the config section it comes from)."""
+    return lambda wildcards: json.dumps(resolve_figure(config, name), sort_keys=True)

@@ -1,4 +1,23 @@
-"""Figures and tables: PDFs under figures/, rebuilt from scores and sample sets only."""
+"""Figures and tables: PDFs under figures/, rebuilt from scores, training runs and sample sets only.
+
+Each target has its PNG and the CSV of its plotted numbers beside it, and appears in the
+Snakemake report (`snakemake --report report.html`) under its part of the paper."""
+
+# figure -> report category (the part of the paper it belongs to); each has its caption in
+# workflow/report/{figure}.rst, its rows and columns in the config's `figures:` section.
+FIGURES = {
+    "table1": "Style removal",
+    "fig1": "Style removal",
+    "fig2": "Style removal",
+    "table2": "Global concept",
+    "table3": "Global concept",
+    "fig6": "Global concept",
+    "fig7": "Global concept",
+    "fig4": "Fine-tuning",
+    "fig5": "Fine-tuning",
+    "fig_sensitivity": "Bilevel: sensitivity and cost",
+    "table_cost": "Bilevel: sensitivity and cost",
+}
 
 
 # A plot takes seconds: on a cluster it runs on the submitting node instead of waiting in the queue.
@@ -14,9 +33,9 @@ rule report_base:
         data=f"results/{SCALE}/data",
     output:
         # The PNG and the CSV of plotted numbers beside the PDF are artifacts too (DVC tracks them).
-        pdf="figures/teacher_quality.pdf",
+        pdf=report("figures/teacher_quality.pdf", caption="../workflow/report/teacher_quality.rst", category="Teacher"),
         png="figures/teacher_quality.png",
-        csv="figures/teacher_quality.csv",
+        csv=report("figures/teacher_quality.csv", caption="../workflow/report/teacher_quality.rst", category="Teacher"),
     log:
         f"logs/{SCALE}/report_base.log",
     benchmark:
@@ -26,3 +45,32 @@ rule report_base:
     shell:
         "python -m pruneforget report-base --samples {input.samples} --scores {input.scores} "
         "--data {input.data} --out {output.pdf} > {log} 2>&1"
+
+
+# One rule per figure (report_table1, report_fig4, ...), all alike: the figure's inputs and spec
+# from the config, one `report` call.
+for name, category in FIGURES.items():
+
+    rule:
+        name:
+            f"report_{name}"
+        localrule: True
+        input:
+            unpack(figure_input(name)),
+        output:
+            pdf=report(f"figures/{name}.pdf", caption=f"../workflow/report/{name}.rst", category=category),
+            png=f"figures/{name}.png",
+            csv=report(f"figures/{name}.csv", caption=f"../workflow/report/{name}.rst", category=category),
+        params:
+            figures=figure_params(name),
+            # The shell line is evaluated when the job runs, after the loop ended: read the name from params.
+            name=name,
+        log:
+            f"logs/{SCALE}/report/{name}.log",
+        benchmark:
+            f"benchmarks/{SCALE}/report/{name}.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pruneforget report --figure {params.name} --params {params.figures:q} "
+            "--scores {input.scores} --runs {input.runs} --samples {input.samples} --out {output.pdf} > {log} 2>&1"

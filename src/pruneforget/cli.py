@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("judge", "score a tiny-world sample set with the ground-truth evaluator"),
     "report-base": ("report_base", "teacher quality figure: sample grid and evaluator accuracies"),
     "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune (closed-form edit / skilled-weight pruning)"),
+    "report": ("report", "one table or figure of the paper (figures/NAME.pdf + PNG + CSV) from scores, runs, samples"),
 }
 
 

@@ -101,6 +101,28 @@ def check_config(config: dict) -> None:
                 "(starting with /, ./, ../ or ~); write it as one of those"
             )
 
+    _check_figures(config)
+
+
+def _check_figures(config: dict) -> None:
+    """figures.global_style names a world style, and every figure's placeholders have values."""
+    figures = config.get("figures")
+    if not figures:
+        return
+    styles = config.get("world", {}).get("styles", {})
+    global_style = figures.get("global_style")
+    if global_style is not None and global_style not in styles:
+        raise ConfigError(f"figures.global_style: {global_style!r} is not a style of world.styles "
+                          f"(known: {', '.join(styles) or 'none at this scale'}); name one of them or remove the key")
+    from pruneforget.report.specs import KINDS, resolve_figure
+
+    for name in KINDS:
+        if name in figures:
+            try:
+                resolve_figure(config, name)
+            except ValueError as exc:
+                raise ConfigError(f"figures.{name}: {exc}") from exc
+
 
 def check_unlearn(unlearn: dict, world: dict) -> None:
     """The `unlearn` section against the world: in the tiny world every concept, guide and preserved

@@ -1,0 +1,135 @@
+"""From the config's `figures:` section to one figure's resolved spec and its input paths.
+
+The rules (rules/figures.smk) and the `report` command share this: the rule lists the paths
+`figure_inputs` returns as its inputs and passes the spec `resolve_figure` returns as `--params`,
+so the command draws exactly the models, seeds and prompt sets the DAG built. In prompt-set names
+and grid columns, `{removed}` stands for each of `world.remove_styles` (as file slugs: one entry
+or column per style) and `{global}` for `figures.global_style`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from pruneforget.report.scores import model_name, row_models, seeded
+
+# figure name -> what it draws (the `report` command's dispatch key)
+KINDS = {
+    "table1": "metric_table", "table3": "metric_table", "table2": "resilience_table",
+    "fig1": "grid", "fig2": "grid", "fig6": "grid", "fig7": "label_decrease",
+    "fig4": "curves", "fig5": "curves", "fig_sensitivity": "sweep", "table_cost": "cost",
+}
+
+
+def sweep_settings(lambdas: list[float], ks: list[int], default: dict) -> list[tuple[str, float, int]]:
+    """The one-at-a-time sweep: (sweep, lambda, K) for every lambda at the default K, then every
+    K at the default lambda."""
+    return [("lambda", lam, default["K"]) for lam in lambdas] + [("K", default["lam"], k) for k in ks]
+
+
+def sweep_stem(template: str, lam: float, k: int) -> str:
+    """A sweep run's model stem, e.g. `bilevel-lam{lam}-K{K}` -> `bilevel-lam100-K20`."""
+    return template.format(lam=f"{lam:g}", K=k)
+
+
+def _slug(name: str) -> str:
+    from pruneforget.world.spec import slugify
+
+    return slugify(name)
+
+
+def _names_removed(item) -> bool:
+    """Whether a list item stands for one item per removed style: a string naming `{removed}`,
+    or a dict with such a string as a direct value (a grid column). A dict naming it only
+    inside a nested list (a table column's prompt sets) stays one item; its list expands."""
+    if isinstance(item, str):
+        return "{removed}" in item
+    return isinstance(item, dict) and any(isinstance(v, str) and "{removed}" in v for v in item.values())
+
+
+def _fill(obj, token: str, value: str):
+    if isinstance(obj, str):
+        return obj.replace(token, value)
+    if isinstance(obj, dict):
+        return {k: _fill(v, token, value) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_fill(v, token, value) for v in obj]
+    return obj
+
+
+def expand(obj, removed: list[str], global_: str | None):
+    """Replace `{global}` everywhere; a list item naming `{removed}` (see _names_removed) becomes
+    one item per removed style. Raises ValueError when a placeholder has no value in this config."""
+    if isinstance(obj, list):
+        out = []
+        for item in obj:
+            if _names_removed(item):
+                if not removed:
+                    raise ValueError(f"{item!r} names {{removed}} but world.remove_styles is empty or absent")
+                out += [expand(_fill(item, "{removed}", r), removed, global_) for r in removed]
+            else:
+                out.append(expand(item, removed, global_))
+        return out
+    if isinstance(obj, dict):
+        return {k: expand(v, removed, global_) for k, v in obj.items()}
+    if isinstance(obj, str) and "{global}" in obj:
+        if global_ is None:
+            raise ValueError(f"{obj!r} names {{global}} but figures.global_style is not set")
+        return obj.replace("{global}", global_)
+    return obj
+
+
+def resolve_figure(config: dict, name: str) -> dict:
+    """Figure `name`'s section of `config["figures"]` with placeholders expanded, `seeds` (its
+    own or the section's) and `grid_seed` filled in, and `figure`/`kind` set."""
+    figures = config["figures"]
+    if name not in figures:
+        raise KeyError(f"figures.{name} is not in the config: add its rows/columns (see config/config.yaml)")
+    spec = copy.deepcopy(figures[name])
+    removed = [_slug(s) for s in config.get("world", {}).get("remove_styles", [])]
+    global_ = _slug(figures["global_style"]) if figures.get("global_style") else None
+    spec = expand(spec, removed, global_)
+    spec.setdefault("seeds", figures["seeds"])
+    spec.setdefault("grid_seed", figures.get("grid_seed", spec["seeds"][0]))
+    return {**spec, "figure": name, "kind": KINDS[name]}
+
+
+def _scores(scale: str, models: list[str], promptsets: list[str], metric: str) -> list[str]:
+    return [f"results/{scale}/scores/{m}/{p}/{metric}.json" for m in models for p in promptsets]
+
+
+def _all_models(stem: str, seeds: list[int]) -> list[str]:
+    return [m for _, m in row_models(stem, seeds)]
+
+
+def grid_models(spec: dict) -> list[dict]:
+    """The grid's rows with `model` set to the directory shown (the grid seed's run)."""
+    return [{**row, "model": model_name(row["model"], spec["grid_seed"]) if seeded(row["model"]) else row["model"]}
+            for row in spec["rows"]]
+
+
+def figure_inputs(spec: dict, scale: str) -> dict[str, list[str]]:
+    """The paths a resolved figure reads, by kind: `scores` (score JSONs), `runs` (training run
+    directories) and `samples` (sample set directories); sorted, without duplicates."""
+    kind, seeds = spec["kind"], spec["seeds"]
+    scores, runs, samples = [], [], []
+    if kind in ("metric_table", "resilience_table"):
+        stems = [r["model"] for r in spec["rows"]] + ([spec["reference"]] if kind == "resilience_table" else [])
+        for stem in stems:
+            for col in spec["columns"]:
+                scores += _scores(scale, _all_models(stem, seeds), col["promptsets"], col["metric"])
+    elif kind == "sweep":
+        for _, lam, k in sweep_settings(spec["lambdas"], spec["Ks"], spec["default"]):
+            for col in spec["columns"]:
+                scores += _scores(scale, _all_models(sweep_stem(spec["model"], lam, k), seeds), col["promptsets"], col["metric"])
+    elif kind == "label_decrease":
+        for stem in [spec["reference"]] + [r["model"] for r in spec["rows"]]:
+            scores += _scores(scale, _all_models(stem, seeds), spec["promptsets"], spec["metric"])
+    elif kind == "grid":
+        samples = [f"results/{scale}/samples/{row['model']}/{col['promptset']}" for row in grid_models(spec)
+                   for col in spec["columns"]]
+    elif kind == "curves":
+        runs = [f"results/{scale}/{m}" for g in spec["groups"] for m in _all_models(g["model"], seeds)]
+    elif kind == "cost":
+        runs = [f"results/{scale}/{m}" for r in spec["rows"] for m in _all_models(r["model"], seeds)]
+    return {"scores": sorted(set(scores)), "runs": sorted(set(runs)), "samples": sorted(set(samples))}

@@ -1,0 +1,134 @@
+"""The config's `figures:` section resolves, per figure, to the exact inputs its rule lists and the
+spec its command draws; every figure of every config resolves; the `report` command runs on
+fixture scores; figure targets are Snakemake targets whose DAG reaches the score rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import yaml
+from report_fixtures import write_score
+
+from pruneforget.cli import main
+from pruneforget.report.build import build_figure
+from pruneforget.report.specs import KINDS, expand, figure_inputs, resolve_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ["config/config.yaml", "config/micro.yaml", "config/sd21.yaml"]
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def test_placeholders_expand_per_removed_style_and_to_the_global_style():
+    obj = {"promptsets": ["remove_{removed}", "retain"], "title": "{global} gone",
+           "columns": [{"label": "{removed}", "promptset": "remove_{removed}", "index": 0}, {"label": "x", "promptset": "val"}],
+           "table": [{"label": "UA", "promptsets": ["remove_{removed}"]}]}
+    out = expand(obj, ["stripes", "dots"], "waves")
+    assert out["promptsets"] == ["remove_stripes", "remove_dots", "retain"]
+    assert out["table"] == [{"label": "UA", "promptsets": ["remove_stripes", "remove_dots"]}]  # one column, two sets
+    assert out["title"] == "waves gone"
+    assert [c["label"] for c in out["columns"]] == ["stripes", "dots", "x"]
+    assert out["columns"][1]["promptset"] == "remove_dots"
+    with pytest.raises(ValueError, match="figures.global_style"):
+        expand(["synonyms_{global}"], [], None)
+
+
+def test_table1_inputs_are_every_row_seed_and_prompt_set():
+    spec = resolve_figure(load("config/config.yaml"), "table1")
+    assert spec["seeds"] == [0, 1, 2] and spec["kind"] == "metric_table"
+    ua = spec["columns"][0]
+    assert ua["promptsets"] == ["remove_stripes", "remove_dots", "remove_waves"]
+    scores = figure_inputs(spec, "tiny")["scores"]
+    assert "results/tiny/scores/base/remove_dots/judge.json" in scores
+    assert "results/tiny/scores/bilevel-artists-s2/synonyms_waves/judge.json" in scores
+    assert "results/tiny/scores/ft-80-kd-pruned-s1/val/frechet.json" in scores
+    assert not any("base-s" in s for s in scores)  # the teacher has no training seed
+    # 6 seeded rows x 3 seeds + the teacher; judge on 3 remove + 3 synonym sets + retain, cp on 3, frechet, denoising
+    assert len(scores) == (6 * 3 + 1) * (3 + 3 + 1 + 3 + 1 + 1)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_figure_of_every_config_resolves_to_inputs(config):
+    cfg = load(config)
+    for name, kind in KINDS.items():
+        spec = resolve_figure(cfg, name)
+        inputs = figure_inputs(spec, cfg["scale"])
+        assert spec["kind"] == kind
+        assert sum(len(v) for v in inputs.values()) > 0, name
+        for path in inputs["scores"] + inputs["runs"] + inputs["samples"]:
+            assert path.startswith(f"results/{cfg['scale']}/") and "{" not in path, path
+        # With nothing built, every figure still draws: notes only, no number anywhere.
+        fig, frame = build_figure(spec)
+        plt.close(fig)
+        assert len(frame) and (frame["note"] != "").all(), name
+        assert frame.filter(["mean", "std", "total_seconds"]).isna().all().all(), name
+
+
+def test_grids_show_the_grid_seed_and_curves_read_run_directories():
+    cfg = load("config/config.yaml")
+    fig2 = figure_inputs(resolve_figure(cfg, "fig2"), "tiny")
+    assert "results/tiny/samples/ft-80-kd-pruned-s0/synonyms_waves" in fig2["samples"]
+    assert "results/tiny/samples/base/remove_stripes" in fig2["samples"]
+    assert fig2["scores"] == fig2["runs"] == []
+    fig4 = figure_inputs(resolve_figure(cfg, "fig4"), "tiny")
+    assert fig4["runs"][:3] == ["results/tiny/ft-55-diff-pruned-s0", "results/tiny/ft-55-diff-pruned-s1",
+                                "results/tiny/ft-55-diff-pruned-s2"]
+    sens = figure_inputs(resolve_figure(cfg, "fig_sensitivity"), "tiny")["scores"]
+    assert "results/tiny/scores/bilevel-lam0-K20-s0/val/frechet.json" in sens
+    assert "results/tiny/scores/bilevel-lam100-K40-s2/retain/judge.json" in sens
+    assert not any("lam0-K40" in s for s in sens)  # one at a time, not the full grid
+
+
+def test_report_command_draws_a_table_from_score_files(tmp_path, monkeypatch):
+    spec = resolve_figure(load("config/micro.yaml"), "table3")
+    spec["rows"] = spec["rows"][:2]
+    spec["columns"] = [c for c in spec["columns"] if c["metric"] == "judge"]
+    paths = [write_score(tmp_path, m, "retain", "judge", {"style_acc": a, "shape_acc": 1.0})
+             for m, a in [("ft-80-kd-pruned-s0", 0.9), ("esdu-global-s0", 0.6)]]
+    out = tmp_path / "figures/table3.pdf"
+    main(["report", "--figure", "table3", "--params", json.dumps(spec), "--scores", *map(str, paths), "--out", str(out)])
+    csv = pd.read_csv(out.with_suffix(".csv"), keep_default_na=False)
+    assert csv.set_index(["row", "column"]).loc[("+ ESD-u", "IRA"), "mean"] == pytest.approx(60.0)
+    assert out.exists() and out.with_suffix(".png").exists()
+    with pytest.raises(SystemExit, match="not of --figure table1"):
+        main(["report", "--figure", "table1", "--params", json.dumps(spec), "--out", str(out)])
+    with pytest.raises(SystemExit, match="inputs do not exist"):
+        main(["report", "--figure", "table3", "--params", json.dumps(spec), "--scores", str(tmp_path / "nope.json"),
+              "--out", str(out)])
+
+
+def test_figure_target_dag_reaches_the_sample_and_score_rules(tmp_path):
+    """With rows whose models the workflow can already build (the teacher), `figures/table1.pdf`
+    is a target: its DAG samples the teacher on the removal prompt sets and judges them."""
+    cfg = load("config/micro.yaml")
+    t1 = cfg["figures"]["table1"]
+    t1["rows"] = [r for r in t1["rows"] if r["model"] == "base"]
+    t1["columns"] = [c for c in t1["columns"] if c["metric"] == "judge"]
+    path = tmp_path / "micro_table1.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = subprocess.run(["snakemake", "-n", "--forceall", "--configfile", str(path), "--", "figures/table1.pdf"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "report_table1" in out and "results/tiny/scores/base/synonyms_dots/judge.json" in out
+    assert "results/tiny/samples/base/retain" in out
+
+
+def test_config_check_names_a_global_style_that_is_not_a_world_style():
+    from pruneforget.config import ConfigError, check_config
+
+    cfg = load("config/config.yaml")
+    cfg["figures"]["global_style"] = "zigzag"
+    with pytest.raises(ConfigError, match="figures.global_style"):
+        check_config(cfg)
+    cfg = load("config/sd21.yaml")  # no world styles at paper scale: {removed} has no value
+    cfg["figures"]["fig1"]["columns"] = [{"label": "{removed}", "promptset": "remove_{removed}", "index": 0}]
+    with pytest.raises(ConfigError, match="figures.fig1: .*world.remove_styles"):
+        check_config(cfg)
