@@ -34,17 +34,32 @@ def data_dir():
     return f"results/{SCALE}/data"
 
 
+def downloaded_prompt_sets():
+    """Names of the prompt sets this scale downloads (I2P, MMA-Diffusion, Ring-A-Bell at sd21)."""
+    return list(config.get("prompt_sets", {}).get("sets", []))
+
+
 def prompts_csv(wildcards):
-    """The prompt table of a prompt set: held-out captions for `val`, else a shipped/derived set."""
+    """The prompt table of a prompt set: held-out captions for `val`, a downloaded NSFW set
+    (results/{scale}/prompts/), else a set the data step derived (data/prompts/)."""
     if wildcards.promptset == "val":
         return f"results/{wildcards.scale}/data/val.csv"
+    if wildcards.promptset in downloaded_prompt_sets():
+        return f"results/{wildcards.scale}/prompts/{wildcards.promptset}.csv"
     return f"results/{wildcards.scale}/data/prompts/{wildcards.promptset}.csv"
 
 
+def prompts_input(wildcards):
+    """A downloaded prompt set is its own job's output (an input of sampling); the others live
+    inside the data directory, which is the input already."""
+    return [prompts_csv(wildcards)] if wildcards.promptset in downloaded_prompt_sets() else []
+
+
 def sample_limit(wildcards):
-    """`--limit N` for the teacher-quality sampling of `val` (a subset of the held-out captions)."""
+    """`--limit N --seeds-per-prompt 1` for the teacher-quality sampling of `val` (a subset of the
+    held-out captions, one image each); other sets take sample.seeds_per_prompt."""
     if wildcards.promptset == "val":
-        return f"--limit {config['sample']['quality_prompts']}"
+        return f"--limit {config['sample']['quality_prompts']} --seeds-per-prompt 1"
     return ""
 
 
