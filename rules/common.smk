@@ -69,3 +69,34 @@ def final_targets():
     if config["world"]["kind"] == "tiny":
         return ["figures/teacher_quality.pdf", f"results/{SCALE}/evaluator"]
     return [data_dir(), f"results/{SCALE}/base"]
+
+
+# --- scoring (rules/score.smk) ---
+
+SCORE = config.get("score", {})
+# Metrics of rule `score` (judge has its own rule, with the same output path pattern).
+SCORE_RULE_METRICS = [m for m in SCORE.get("metrics", []) if m != "judge"]
+EVALUATOR_METRICS = {"ua", "retain", "cp_evaluator", "frechet_evaluator"}
+PAIRED_METRICS = {"cp_evaluator", "cp_clip", "csd"}  # against the reference model's same-seed samples
+
+
+def score_inputs(wildcards):
+    """Named inputs of one score; the names are the command's flags."""
+    root, metric = f"results/{wildcards.scale}", wildcards.metric
+    if metric == "denoising_error":  # a model's own number: no samples (promptset: use val)
+        return {"model": f"{root}/{wildcards.model}", "data": f"{root}/data"}
+    inputs = {"samples": f"{root}/samples/{wildcards.model}/{wildcards.promptset}"}
+    if metric in EVALUATOR_METRICS:
+        inputs["evaluator"] = f"{root}/evaluator"
+    if metric in PAIRED_METRICS:
+        inputs["reference"] = f"{root}/samples/{SCORE['reference_model']}/{wildcards.promptset}"
+    if metric == "fid":
+        inputs["reference"] = f"{root}/fid_reference"
+    if metric == "frechet_evaluator":
+        inputs["data"] = f"{root}/data"
+    return inputs
+
+
+def score_flags(wildcards, input):
+    """`--samples DIR --evaluator DIR ...`: a score's inputs as the command's flags."""
+    return " ".join(f"--{name} {input[name]}" for name in input.keys())

@@ -6,36 +6,9 @@
 figure reads it), every other metric goes through rule `score`. Which inputs a metric needs is
 decided here (paths) and checked again by the command (`pruneforget.metrics.scoring`).
 At the paper scale two rules make the inputs the scores need: the COCO val2017 FID statistics
-(once) and the downloaded NSFW prompt sets.
+(once) and the downloaded NSFW prompt sets. Their path helpers (score_inputs, ...) live in
+rules/common.smk.
 """
-
-SCORE = config.get("score", {})
-# Metrics of rule `score` (judge has its own rule below, with the same output path pattern).
-SCORE_RULE_METRICS = [m for m in SCORE.get("metrics", []) if m != "judge"]
-EVALUATOR_METRICS = {"ua", "retain", "cp_evaluator", "frechet_evaluator"}
-PAIRED_METRICS = {"cp_evaluator", "cp_clip", "csd"}  # against the reference model's same-seed samples
-
-
-def score_inputs(wildcards):
-    """Named inputs of one score; the names are the command's flags."""
-    root, metric = f"results/{wildcards.scale}", wildcards.metric
-    if metric == "denoising_error":  # a model's own number: no samples (promptset: use val)
-        return {"model": f"{root}/{wildcards.model}", "data": f"{root}/data"}
-    inputs = {"samples": f"{root}/samples/{wildcards.model}/{wildcards.promptset}"}
-    if metric in EVALUATOR_METRICS:
-        inputs["evaluator"] = f"{root}/evaluator"
-    if metric in PAIRED_METRICS:
-        inputs["reference"] = f"{root}/samples/{SCORE['reference_model']}/{wildcards.promptset}"
-    if metric == "fid":
-        inputs["reference"] = f"{root}/fid_reference"
-    if metric == "frechet_evaluator":
-        inputs["data"] = f"{root}/data"
-    return inputs
-
-
-def score_flags(wildcards, input):
-    return " ".join(f"--{name} {input[name]}" for name in input.keys())
-
 
 rule judge:
     """Score a tiny-world sample set with the ground-truth evaluator (style, shape, colour)."""
