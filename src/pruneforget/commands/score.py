@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         metric, inputs = prepare(args)
         result = metric.run(inputs, args.params)
-    except (ScoreInputError, SampleSetError, FileNotFoundError, KeyError) as exc:
+    except (ScoreInputError, SampleSetError, ValueError, FileNotFoundError, KeyError, ImportError) as exc:
         sys.exit(f"score: {exc}")
     document = score_document(metric, inputs, result)
     write_json(args.out, document)
