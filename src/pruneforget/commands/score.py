@@ -67,13 +67,12 @@ def prepare(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> None:
-    from pruneforget.metrics.sample_set import SampleSetError
-    from pruneforget.metrics.scoring import ScoreInputError, score_document
+    from pruneforget.metrics.scoring import score_document
 
     try:
         metric, inputs = prepare(args)
         result = metric.run(inputs, args.params)
-    except (ScoreInputError, SampleSetError, ValueError, FileNotFoundError, KeyError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as exc:  # input errors (ScoreInputError, SampleSetError, ...)
         sys.exit(f"score: {exc}")
     document = score_document(metric, inputs, result)
     write_json(args.out, document)
