@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-from accelerate import PartialState
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from pruneforget.cli import parse_params
@@ -104,16 +103,15 @@ def run(args: argparse.Namespace) -> None:
     cfg = args.params
     check_inputs(args)
     table = read_split(args.data, "finetune", cfg.get("limit"))
-    state = PartialState()
-    settings = loop_settings(cfg, state.num_processes)
+    accelerator = make_accelerator(cfg["mixed_precision"], resumable_work_path(args.out))
+    settings = loop_settings(cfg, accelerator.num_processes)
     print(f"finetune: {len(table)} (image, caption) pairs, loss {args.loss}, init {args.init}, seed {args.seed}, "
-          f"{settings.steps} steps of {cfg['batch_size']} ({settings.micro_batch_size} x {state.num_processes} process(es) "
-          f"x {settings.gradient_accumulation_steps} accumulation)")
+          f"{settings.steps} steps of {cfg['batch_size']} ({settings.micro_batch_size} x {accelerator.num_processes} "
+          f"process(es) x {settings.gradient_accumulation_steps} accumulation)")
 
     # Every process trains in the same work directory; only the main one renames it at the end.
-    work_dir = resumable_dir(args.out) if state.is_main_process else contextlib.nullcontext(resumable_work_path(args.out))
-    with work_dir as work:
-        accelerator = make_accelerator(settings, work)
+    main = accelerator.is_main_process
+    with resumable_dir(args.out) if main else contextlib.nullcontext(resumable_work_path(args.out)) as work:
         device = accelerator.device
         pipe = load_pipeline(args.expert)
         pipe.vae.requires_grad_(False).eval()
@@ -144,9 +142,10 @@ def run(args: argparse.Namespace) -> None:
                 "expert": str(args.expert), "teacher": str(args.teacher), "data": str(args.data),
                 "evaluator": str(args.evaluator) if args.evaluator else None, "loss": args.loss, "init": args.init,
                 "seed": args.seed, "params": cfg, "pairs": len(table), "resolution": int(size),
-                "num_processes": state.num_processes,
+                "num_processes": accelerator.num_processes,
             })
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
         accelerator.wait_for_everyone()
+    accelerator.end_training()
     print(f"wrote {args.out}")
 
