@@ -5,25 +5,6 @@ paper's "distilled model". A pipeline directory plus metrics.csv, eval.csv, cost
 """
 
 
-def finetune_evaluator(wildcards):
-    """The tiny world judges fine-tuning with its ground-truth evaluator; sd21 uses FID instead."""
-    return f"results/{wildcards.scale}/evaluator" if config["world"]["kind"] == "tiny" else []
-
-
-def evaluator_flag(wildcards):
-    evaluator = finetune_evaluator(wildcards)
-    return f"--evaluator {evaluator}" if evaluator else ""
-
-
-def launcher(group):
-    """`python -m pruneforget`, or accelerate's launcher with one process per GPU of the group's
-    resources (DDP; the effective batch stays the config's)."""
-    gpus = config["resources"].get(group, {}).get("gpu", 0)
-    if gpus > 1:
-        return f"accelerate launch --multi_gpu --num_processes {gpus} -m pruneforget"
-    return "python -m pruneforget"
-
-
 rule finetune:
     """Fine-tune expert-{budget} on D_f with the `finetune` section, evaluating every eval_every steps."""
     input:
@@ -40,7 +21,7 @@ rule finetune:
         seed=r"\d+",
     params:
         finetune=lambda wc: section("finetune"),
-        evaluator=evaluator_flag,
+        evaluator_flag=evaluator_flag,
         launch=launcher("finetune"),
     threads: threads_of("finetune")
     resources:
@@ -53,5 +34,5 @@ rule finetune:
         CONDA_ENV
     shell:
         "{params.launch} finetune --expert {input.expert} --teacher {input.teacher} --data {input.data} "
-        "{params.evaluator} --loss {wildcards.loss} --init {wildcards.init} --seed {wildcards.seed} "
+        "{params.evaluator_flag} --loss {wildcards.loss} --init {wildcards.init} --seed {wildcards.seed} "
         "--params {params.finetune:q} --out {output} > {log} 2>&1"
