@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "generate images for a prompt set: PNGs plus a manifest"),
     "judge": ("judge", "score a tiny-world sample set with the ground-truth evaluator"),
     "report-base": ("report_base", "teacher quality figure: sample grid and evaluator accuracies"),
+    "finetune": ("finetune", "fine-tune a (pruned) student with distillation (Eq. 8) or the diffusion loss, with periodic evaluation"),
     "score": ("score", "one metric of a sample set or model as a score JSON (CLIP, CP, CSD, FID, NudeNet, tiny judges)"),
     "fid-reference": ("fid_reference", "clean-fid statistics of the COCO val2017 images (the FID reference, sd21)"),
     "fetch-prompts": ("fetch_prompts", "download an NSFW prompt set (I2P, MMA-Diffusion, Ring-A-Bell), verify, normalise"),
