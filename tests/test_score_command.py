@@ -228,3 +228,29 @@ def test_paper_metric_without_its_weights_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     message = refused(tmp_path, "clip", {**params, "clip_model": "openai/clip-vit-base-patch32"}, samples=samples)
     assert "score.clip_model" in message and "local copy" in message
+
+
+def test_denoising_error_scores_a_model_on_held_out_images(tmp_path, tiny_pipe):
+    """The score is `metrics.denoising.denoising_error` on the val images and captions with the
+    configured draws: recomputed here from the same pipeline, it agrees, and it is reproducible."""
+    from diffusers import DDPMScheduler
+
+    from pruneforget.metrics.denoising import denoising_error
+    from pruneforget.train.base import encode_captions, encode_latents
+
+    model = tmp_path / "model"
+    tiny_pipe.save_pretrained(model)
+    data = tmp_path / "data"
+    files = _write_images(data / "images" / "val", 4, seed=11)
+    captions = ["a red circle", "a blue square, dots style", "a red square", "plain painting of a blue circle"]
+    pd.DataFrame({"image": [f"images/val/{f}" for f in files], "caption": captions, "image_id": range(4),
+                  "style": "plain", "shape": "circle", "colour": "red", "style_word": "plain"}).to_csv(data / "val.csv", index=False)
+    params = {**TINY, "metrics": ["denoising_error"], "denoising": {"images": 0, "timesteps_per_image": 2, "seed": 3}}
+    doc = score(tmp_path, "denoising_error", params, model=model, data=data)
+    assert set(doc) == KEYS and doc["n"] == 4 and doc["inputs"] == {"model": str(model), "data": str(data)}
+    images = np.stack([np.asarray(Image.open(data / "images" / "val" / f).convert("RGB")) for f in files])
+    latents = encode_latents(tiny_pipe, images)[0] * tiny_pipe.vae.config.scaling_factor
+    expected = denoising_error(tiny_pipe.unet, DDPMScheduler.from_config(tiny_pipe.scheduler.config), latents,
+                               encode_captions(tiny_pipe, captions), 2, 3)
+    assert doc["value"] == pytest.approx(expected, rel=1e-5) and doc["value"] > 0
+    assert score(tmp_path, "denoising_error", params, model=model, data=data)["value"] == doc["value"]

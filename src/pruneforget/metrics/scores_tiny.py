@@ -96,6 +96,33 @@ def frechet_evaluator(inputs: ScoreInputs, params: dict) -> Result:
     return value, [{"samples": len(inputs.samples), "real": len(real_table)}], len(inputs.samples)
 
 
+def denoising_error(inputs: ScoreInputs, params: dict) -> Result:
+    """Held-out denoising error of a model (`metrics/denoising.py`) on val images and captions,
+    with the draws of `score.denoising` (the settings of `finetune.eval`, so the score of a
+    fine-tuned model equals the last row of its eval.csv)."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from pruneforget.metrics.denoising import denoising_error as error_of
+    from pruneforget.models.load import load_pipeline
+    from pruneforget.sample import spread_subset
+    from pruneforget.train.base import encode_captions, encode_latents
+    from pruneforget.train.data import load_images_at, pipeline_resolution, read_split
+
+    cfg = params.get("denoising")
+    if not cfg:
+        raise ScoreInputError("denoising_error needs score.denoising (images, timesteps_per_image, seed)")
+    pipe = load_pipeline(inputs.model, device="cuda" if torch.cuda.is_available() else "cpu")
+    val = read_split(inputs.data, "val")
+    rows = spread_subset(val, cfg["images"]) if cfg["images"] else val
+    images = load_images_at(inputs.data, rows, pipeline_resolution(pipe))
+    latents = encode_latents(pipe, images)[0] * pipe.vae.config.scaling_factor
+    text = encode_captions(pipe, rows["caption"].tolist())
+    value = error_of(pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config), latents, text,
+                     cfg["timesteps_per_image"], cfg["seed"], batch_size=int(params.get("batch_size", 64)))
+    return value, [{"images": len(rows), "timesteps_per_image": cfg["timesteps_per_image"], "seed": cfg["seed"]}], len(rows)
+
+
 METRICS = (
     Metric("judge", "tiny", JUDGE_VERSION, ("samples", "evaluator"), judge,
            help="evaluator accuracies (style, shape, colour)"),
@@ -105,5 +132,7 @@ METRICS = (
            reference_is_samples=True, help="CP with the evaluator's target-style probability"),
     Metric("frechet_evaluator", "tiny", 1, ("samples", "evaluator", "data"), frechet_evaluator,
            help="Frechet distance to the real held-out images in evaluator features"),
+    Metric("denoising_error", "tiny", 1, ("model", "data"), denoising_error,
+           help="held-out denoising error of a model (no samples)"),
 )
 
