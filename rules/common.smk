@@ -34,17 +34,32 @@ def data_dir():
     return f"results/{SCALE}/data"
 
 
+def downloaded_prompt_sets():
+    """Names of the prompt sets this scale downloads (I2P, MMA-Diffusion, Ring-A-Bell at sd21)."""
+    return list(config.get("prompt_sets", {}).get("sets", []))
+
+
 def prompts_csv(wildcards):
-    """The prompt table of a prompt set: held-out captions for `val`, else a shipped/derived set."""
+    """The prompt table of a prompt set: held-out captions for `val`, a downloaded NSFW set
+    (results/{scale}/prompts/), else a set the data step derived (data/prompts/)."""
     if wildcards.promptset == "val":
         return f"results/{wildcards.scale}/data/val.csv"
+    if wildcards.promptset in downloaded_prompt_sets():
+        return f"results/{wildcards.scale}/prompts/{wildcards.promptset}.csv"
     return f"results/{wildcards.scale}/data/prompts/{wildcards.promptset}.csv"
 
 
+def prompts_input(wildcards):
+    """A downloaded prompt set is its own job's output (an input of sampling); the others live
+    inside the data directory, which is the input already."""
+    return [prompts_csv(wildcards)] if wildcards.promptset in downloaded_prompt_sets() else []
+
+
 def sample_limit(wildcards):
-    """`--limit N` for the teacher-quality sampling of `val` (a subset of the held-out captions)."""
+    """`--limit N --seeds-per-prompt 1` for the teacher-quality sampling of `val` (a subset of the
+    held-out captions, one image each); other sets take sample.seeds_per_prompt."""
     if wildcards.promptset == "val":
-        return f"--limit {config['sample']['quality_prompts']}"
+        return f"--limit {config['sample']['quality_prompts']} --seeds-per-prompt 1"
     return ""
 
 
@@ -71,3 +86,51 @@ def figure_params(name):
     """Figure `name`'s resolved spec as JSON for `report --params` (its key in params must be
     `figures`, the config section it comes from)."""
     return lambda wildcards: json.dumps(resolve_figure(config, name), sort_keys=True)
+def finetune_evaluator(wildcards):
+    """The tiny world judges fine-tuning with its ground-truth evaluator; sd21 uses FID instead."""
+    return f"results/{wildcards.scale}/evaluator" if config["world"]["kind"] == "tiny" else []
+
+
+def evaluator_flag(wildcards):
+    evaluator = finetune_evaluator(wildcards)
+    return f"--evaluator {evaluator}" if evaluator else ""
+
+
+def launcher(group):
+    """`python -m pruneforget`, or accelerate's launcher with one process per GPU of the group's
+    resources (DDP; the effective batch stays the config's)."""
+    gpus = config["resources"].get(group, {}).get("gpu", 0)
+    if gpus > 1:
+        return f"accelerate launch --multi_gpu --num_processes {gpus} -m pruneforget"
+    return "python -m pruneforget"
+
+
+# --- scoring (rules/score.smk) ---
+
+SCORE = config.get("score", {})
+# Metrics of rule `score` (judge has its own rule, with the same output path pattern).
+SCORE_RULE_METRICS = [m for m in SCORE.get("metrics", []) if m != "judge"]
+EVALUATOR_METRICS = {"ua", "retain", "cp_evaluator", "frechet_evaluator"}
+PAIRED_METRICS = {"cp_evaluator", "cp_clip", "csd"}  # against the reference model's same-seed samples
+
+
+def score_inputs(wildcards):
+    """Named inputs of one score; the names are the command's flags."""
+    root, metric = f"results/{wildcards.scale}", wildcards.metric
+    if metric == "denoising_error":  # a model's own number: no samples (promptset: use val)
+        return {"model": f"{root}/{wildcards.model}", "data": f"{root}/data"}
+    inputs = {"samples": f"{root}/samples/{wildcards.model}/{wildcards.promptset}"}
+    if metric in EVALUATOR_METRICS:
+        inputs["evaluator"] = f"{root}/evaluator"
+    if metric in PAIRED_METRICS:
+        inputs["reference"] = f"{root}/samples/{SCORE['reference_model']}/{wildcards.promptset}"
+    if metric == "fid":
+        inputs["reference"] = f"{root}/fid_reference"
+    if metric == "frechet_evaluator":
+        inputs["data"] = f"{root}/data"
+    return inputs
+
+
+def score_flags(wildcards, input):
+    """`--samples DIR --evaluator DIR ...`: a score's inputs as the command's flags."""
+    return " ".join(f"--{name} {input[name]}" for name in input.keys())

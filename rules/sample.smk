@@ -3,11 +3,13 @@
 
 rule sample:
     """Generate images for a prompt set from a model directory: PNGs plus a manifest.
-    `val` is the held-out captions (limited to `sample.quality_prompts`); any other prompt set
-    is `data/prompts/{promptset}.csv`."""
+    `val` is the held-out captions (limited to `sample.quality_prompts`, one seed each); the
+    downloaded NSFW sets are `prompts/{promptset}.csv`; any other prompt set is
+    `data/prompts/{promptset}.csv`, drawn `sample.seeds_per_prompt` times per prompt."""
     input:
         model="results/{scale}/{model}",
         data="results/{scale}/data",
+        prompts=prompts_input,
     output:
         directory("results/{scale}/samples/{model}/{promptset}"),
     params:

@@ -1,5 +1,14 @@
-"""Scoring: small JSON files (metric, version, inputs, values) that tables and figures read."""
+"""Scoring: small JSON files (metric, version, inputs, values) that tables and figures read.
 
+    results/{scale}/scores/{model}/{promptset}/{metric}.json
+
+`score.metrics` says which metrics a scale measures; `judge` keeps its own rule (the teacher
+figure reads it), every other metric goes through rule `score`. Which inputs a metric needs is
+decided here (paths) and checked again by the command (`pruneforget.metrics.scoring`).
+At the paper scale two rules make the inputs the scores need: the COCO val2017 FID statistics
+(once) and the downloaded NSFW prompt sets. Their path helpers (score_inputs, ...) live in
+rules/common.smk.
+"""
 
 rule judge:
     """Score a tiny-world sample set with the ground-truth evaluator (style, shape, colour)."""
@@ -20,3 +29,79 @@ rule judge:
     shell:
         "python -m pruneforget judge --samples {input.samples} --evaluator {input.evaluator} "
         "--out {output} > {log} 2>&1"
+
+
+if SCORE_RULE_METRICS:
+
+    rule score:
+        """One metric of one sample set (or, for denoising_error, of a model)."""
+        input:
+            unpack(score_inputs),
+        output:
+            "results/{scale}/scores/{model}/{promptset}/{metric}.json",
+        wildcard_constraints:
+            metric="|".join(SCORE_RULE_METRICS),
+        params:
+            score=lambda wc: section("score"),
+            flags=score_flags,
+        threads: threads_of("score")
+        resources:
+            **resources_of("score"),
+        log:
+            "logs/{scale}/score/{model}/{promptset}/{metric}.log",
+        benchmark:
+            "benchmarks/{scale}/score/{model}/{promptset}/{metric}.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pruneforget score --metric {wildcards.metric} {params.flags} "
+            "--params {params.score:q} --out {output} > {log} 2>&1"
+
+
+if "fid" in SCORE.get("metrics", []):
+
+    rule fid_reference_stats:
+        """clean-fid statistics of the COCO val2017 images (center-cropped, resized to
+        score.fid_reference_size), computed once for every FID score."""
+        input:
+            data="results/{scale}/data",
+        output:
+            directory("results/{scale}/fid_reference"),
+        params:
+            score=lambda wc: section("score"),
+        threads: threads_of("score")
+        resources:
+            **resources_of("score"),
+        log:
+            "logs/{scale}/fid_reference_stats.log",
+        benchmark:
+            "benchmarks/{scale}/fid_reference_stats.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pruneforget fid-reference --data {input.data} --params {params.score:q} "
+            "--out {output} > {log} 2>&1"
+
+
+if downloaded_prompt_sets():
+
+    rule fetch_prompt_set:
+        """Download one NSFW prompt set, check it against its pins and the lock file
+        (prompt_sets.lock; the first download records it), normalise its columns."""
+        output:
+            "results/{scale}/prompts/{name}.csv",
+        wildcard_constraints:
+            name="|".join(downloaded_prompt_sets()),
+        params:
+            prompt_sets=lambda wc: section("prompt_sets"),
+        resources:
+            **resources_of("data"),
+        log:
+            "logs/{scale}/fetch_prompt_set/{name}.log",
+        benchmark:
+            "benchmarks/{scale}/fetch_prompt_set/{name}.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pruneforget fetch-prompts --name {wildcards.name} --params {params.prompt_sets:q} "
+            "--out {output} > {log} 2>&1"

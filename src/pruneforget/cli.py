@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report-base": ("report_base", "teacher quality figure: sample grid and evaluator accuracies"),
     "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune (closed-form edit / skilled-weight pruning)"),
     "report": ("report", "one table or figure of the paper (figures/NAME.pdf + PNG + CSV) from scores, runs, samples"),
+    "finetune": ("finetune", "fine-tune a (pruned) student with distillation (Eq. 8) or the diffusion loss, with periodic evaluation"),
+    "score": ("score", "one metric of a sample set or model as a score JSON (CLIP, CP, CSD, FID, NudeNet, tiny judges)"),
+    "fid-reference": ("fid_reference", "clean-fid statistics of the COCO val2017 images (the FID reference, sd21)"),
+    "fetch-prompts": ("fetch_prompts", "download an NSFW prompt set (I2P, MMA-Diffusion, Ring-A-Bell), verify, normalise"),
 }
 
 

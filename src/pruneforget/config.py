@@ -85,6 +85,8 @@ def check_config(config: dict) -> None:
 
     if config.get("unlearn"):
         check_unlearn(config["unlearn"], world)
+    if "score" in config:
+        _check_score(config["score"], world.get("kind"))
 
     pretrained = config.get("base", {}).get("pretrained")
     if isinstance(pretrained, str):
@@ -160,6 +162,29 @@ def check_unlearn(unlearn: dict, world: dict) -> None:
                     f"{key}.prompt_pairs.{field}: {pairs[field]!r} uses {sorted(names - {'subject', 'concept'})}; "
                     "templates may use only {subject} and {concept}"
                 )
+
+
+# Metrics of each world and the `score` settings each needs (src/pruneforget/metrics/scoring.py).
+SCORE_METRICS = {
+    "tiny": ("judge", "ua", "retain", "cp_evaluator", "frechet_evaluator", "denoising_error"),
+    "coco": ("clip", "cp_clip", "csd", "fid", "nudenet"),
+}
+SCORE_SETTINGS = {"clip": ("clip_model",), "cp_clip": ("clip_model",), "csd": ("csd_checkpoint", "csd_backbone"),
+                  "fid": ("fid_mode", "fid_reference_size"), "denoising_error": ("denoising",)}
+
+
+def _check_score(score: dict, kind: str | None) -> None:
+    """Each metric belongs to its world (the tiny judges need the ground-truth evaluator; CLIP, CSD,
+    FID and NudeNet need real images) and has the settings it reads."""
+    allowed = SCORE_METRICS.get(kind or "", ())
+    for metric in score.get("metrics", []):
+        if metric not in allowed:
+            raise ConfigError(
+                f"score.metrics: {metric!r} is not measured in the {kind} world; use some of {', '.join(allowed)}"
+            )
+        for key in SCORE_SETTINGS.get(metric, ()):
+            if key not in score:
+                raise ConfigError(f"score.{key}: missing; metric {metric!r} needs it (see config/sd21.yaml or config/config.yaml)")
 
 
 def _step_counts(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -1,8 +1,13 @@
-"""Generate a prompt set with a pipeline: one PNG per prompt plus a manifest.
+"""Generate a prompt set with a pipeline: one or more PNGs per prompt plus a manifest.
 
 Each image has its own seeded generator, so an image depends only on (model, prompt, seed,
 guidance, steps), not on batch size or on which images were generated before: sampling is
 resumable and deterministic on CPU.
+
+With `seeds_per_prompt = k`, prompt p is drawn k times, with seeds `s_p + i` for i = 0..k-1,
+where s_p is the prompt's `evaluation_seed` (or base_seed + p without one). Images are numbered
+in prompt-major order (image n = prompt n // k, seed index n % k); the manifest records both
+indices (`prompt_index`, `seed_index`) so two models' sample sets pair image by image.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from tqdm.auto import tqdm
 
-MANIFEST_COLUMNS = ["file", "prompt", "seed", "guidance", "steps", "scheduler", "model"]
+MANIFEST_COLUMNS = ["file", "prompt", "seed", "guidance", "steps", "scheduler", "model", "prompt_index", "seed_index"]
 
 
 def prompt_seeds(prompts: pd.DataFrame, base_seed: int) -> list[int]:
@@ -23,6 +28,17 @@ def prompt_seeds(prompts: pd.DataFrame, base_seed: int) -> list[int]:
     if "evaluation_seed" in prompts.columns:
         return [int(s) for s in prompts["evaluation_seed"]]
     return [base_seed + i for i in range(len(prompts))]
+
+
+def expand_seeds(seeds: list[int], seeds_per_prompt: int) -> tuple[list[int], list[int], list[int]]:
+    """(prompt_index, seed_index, seed) per image for `seeds_per_prompt` draws of each prompt:
+    seed i of prompt p is seeds[p] + i (distinct within a prompt, reproducible from the set)."""
+    if not isinstance(seeds_per_prompt, int) or seeds_per_prompt < 1:
+        raise ValueError(f"seeds_per_prompt must be an integer >= 1, got {seeds_per_prompt!r}")
+    k = seeds_per_prompt
+    prompt_index = [p for p in range(len(seeds)) for _ in range(k)]
+    seed_index = [i for _ in range(len(seeds)) for i in range(k)]
+    return prompt_index, seed_index, [seeds[p] + i for p, i in zip(prompt_index, seed_index)]
 
 
 def as_prompt_set(table: pd.DataFrame) -> pd.DataFrame:
@@ -72,29 +88,33 @@ def sample_prompt_set(
     model_name: str,
     batch_size: int = 16,
     base_seed: int = 0,
+    seeds_per_prompt: int = 1,
 ) -> pd.DataFrame:
-    """Write `out_dir/NNNNN.png` for every prompt and return the manifest (also written as CSV).
+    """Write `out_dir/NNNNN.png` for every (prompt, seed) and return the manifest (also written
+    as CSV): the MANIFEST_COLUMNS, then the prompt set's other columns (labels) passed through.
 
     Images already present in `out_dir` are kept (resume after an interruption).
     """
-    prompts = as_prompt_set(prompts)
+    prompts = as_prompt_set(prompts).reset_index(drop=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seeds = prompt_seeds(prompts, base_seed)
-    files = [f"{i:05d}.png" for i in range(len(prompts))]
-    todo = [i for i, f in enumerate(files) if not (out_dir / f).exists()]
+    prompt_index, seed_index, seeds = expand_seeds(prompt_seeds(prompts, base_seed), seeds_per_prompt)
+    texts = [prompts["prompt"].iloc[p] for p in prompt_index]
+    files = [f"{n:05d}.png" for n in range(len(seeds))]
+    todo = [n for n, f in enumerate(files) if not (out_dir / f).exists()]
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc=f"sample {model_name}", unit="img")
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        images = generate(pipe, [prompts["prompt"].iloc[i] for i in chunk], [seeds[i] for i in chunk], guidance, steps)
-        for i, image in zip(chunk, images):
-            image.save(out_dir / files[i])
+        images = generate(pipe, [texts[n] for n in chunk], [seeds[n] for n in chunk], guidance, steps)
+        for n, image in zip(chunk, images):
+            image.save(out_dir / files[n])
         bar.update(len(chunk))
     bar.close()
-    extra = prompts.drop(columns=[c for c in ("prompt", "evaluation_seed") if c in prompts.columns])
     manifest = pd.DataFrame(
-        {"file": files, "prompt": prompts["prompt"].tolist(), "seed": seeds, "guidance": guidance,
-         "steps": steps, "scheduler": scheduler, "model": model_name}
+        {"file": files, "prompt": texts, "seed": seeds, "guidance": guidance, "steps": steps,
+         "scheduler": scheduler, "model": model_name, "prompt_index": prompt_index, "seed_index": seed_index}
     )
-    manifest = pd.concat([manifest, extra.reset_index(drop=True).drop(columns=[c for c in extra.columns if c in MANIFEST_COLUMNS])], axis=1)
+    extra = prompts.drop(columns=[c for c in prompts.columns if c in MANIFEST_COLUMNS or c == "evaluation_seed"])
+    labels = extra.iloc[prompt_index].reset_index(drop=True)
+    manifest = pd.concat([manifest, labels], axis=1)
     manifest.to_csv(out_dir / "manifest.csv", index=False)
     return manifest

@@ -1,0 +1,81 @@
+"""`score`: one metric of one sample set (or model) as a JSON file, for tables and figures to read.
+
+    python -m pruneforget score --metric ua --samples results/tiny/samples/esdx-artists-s0/remove_stripes \
+        --evaluator results/tiny/evaluator --params '{"metrics": [...], ...}' --out .../ua.json
+
+Metrics and what each needs: `pruneforget.metrics.scoring`. Inputs are checked (flags present,
+metric enabled at this scale, weights on disk, sample sets matching their manifests) before any
+model is loaded or anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pruneforget.cli import parse_params
+from pruneforget.io import write_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric", required=True, help="tiny: judge, ua, retain, cp_evaluator, frechet_evaluator, "
+                   "denoising_error; sd21: clip, cp_clip, csd, fid, nudenet")
+    p.add_argument("--samples", type=Path, help="sample set directory (PNGs + manifest.csv)")
+    p.add_argument("--reference", type=Path, help="cp_*, csd: the reference (distilled) model's sample set of the "
+                   "same prompt set; fid: the COCO reference statistics directory")
+    p.add_argument("--evaluator", type=Path, help="tiny: the ground-truth evaluator directory")
+    p.add_argument("--model", type=Path, help="denoising_error: the model (pipeline directory)")
+    p.add_argument("--data", type=Path, help="frechet_evaluator, denoising_error: the data directory (val.csv)")
+    p.add_argument("--params", required=True, type=parse_params, help="the `score` config section as JSON")
+    p.add_argument("--out", required=True, type=Path, help="score JSON file to write (atomically)")
+
+
+def prepare(args: argparse.Namespace):
+    """(metric, inputs) after every check that needs no model; raises ScoreInputError or SampleSetError."""
+    from pruneforget.metrics.sample_set import read_sample_set
+    from pruneforget.metrics.scoring import INPUTS, ScoreInputError, ScoreInputs, check_weights, metrics
+
+    known = metrics()
+    metric = known.get(args.metric)
+    if metric is None:
+        raise ScoreInputError(f"unknown metric {args.metric!r}; choose one of {sorted(known)}")
+    enabled = args.params.get("metrics", [])
+    if metric.name not in enabled:
+        raise ScoreInputError(f"metric {metric.name!r} ({metric.scale} scale) is not enabled at this scale: "
+                              f"score.metrics is {enabled}")
+    missing = [f"--{name}" for name in metric.needs if getattr(args, name) is None]
+    if missing:
+        raise ScoreInputError(f"{metric.name} needs {', '.join(missing)}")
+    extra = [f"--{name}" for name in INPUTS if name not in metric.needs and getattr(args, name) is not None]
+    if extra:
+        raise ScoreInputError(f"{metric.name} does not use {', '.join(extra)}")
+    for name in ("evaluator", "model", "data"):
+        path = getattr(args, name)
+        if path is not None and not path.exists():
+            raise ScoreInputError(f"--{name} {path} does not exist")
+    check_weights(metric, args.params)
+    inputs = ScoreInputs(**{name: getattr(args, name) for name in INPUTS if name != "samples"},
+                         paths={name: str(getattr(args, name)) for name in INPUTS if getattr(args, name) is not None})
+    if args.samples is not None:
+        inputs.samples = read_sample_set(args.samples)
+    if metric.reference_is_samples:
+        inputs.reference_set = read_sample_set(args.reference)
+    elif args.reference is not None and not args.reference.exists():
+        raise ScoreInputError(f"--reference {args.reference} does not exist")
+    return metric, inputs
+
+
+def run(args: argparse.Namespace) -> None:
+    from pruneforget.metrics.scoring import score_document
+
+    try:
+        metric, inputs = prepare(args)
+        result = metric.run(inputs, args.params)
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as exc:  # input errors (ScoreInputError, SampleSetError, ...)
+        sys.exit(f"score: {exc}")
+    document = score_document(metric, inputs, result)
+    write_json(args.out, document)
+    value = document["value"]
+    shown = value if not isinstance(value, dict) else ", ".join(f"{k} {v:.4g}" for k, v in value.items())
+    print(f"score: wrote {args.out} ({metric.name}, n={document['n']}): {shown}")
