@@ -197,6 +197,35 @@ class NonFiniteLoss(FloatingPointError):
     """A loss term became NaN or infinite; the message names the step and every term."""
 
 
+def optimizer_step(obj: Objective, optimizer, lr_schedule, count: int, step: int, models: Mapping[str, nn.Module],
+                   prepared_models: Mapping[str, nn.Module], settings: LoopSettings, accelerator: Accelerator) -> dict[str, float]:
+    """One optimizer step of `obj` (its `count`-th): gradients accumulated over the micro-batches
+    (`accelerator.accumulate`: no DDP sync until the last), then the update and the schedule.
+    Returns each loss term averaged over the micro-batches; a non-finite term stops the run."""
+    for m in models.values():
+        m.zero_grad(set_to_none=True)  # no stale gradients from another objective's step
+    sums: dict[str, float] = {}
+    for micro in range(settings.gradient_accumulation_steps):
+        batch = _to_device(obj.batches(micro_batch_positions(count, micro, settings, accelerator)), accelerator.device)
+        with accelerator.accumulate(*prepared_models.values()), accelerator.autocast():
+            terms = obj.loss(prepared_models, batch)
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            if not all(math.isfinite(v) for v in values.values()):
+                listed = ", ".join(f"{k}={v}" for k, v in values.items())
+                raise NonFiniteLoss(f"non-finite loss at step {step + 1} (objective {obj.name!r}, micro-batch {micro}): {listed}")
+            accelerator.backward(terms["total"])  # divided by the accumulation steps
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v / settings.gradient_accumulation_steps
+    if not accelerator.sync_gradients:
+        raise RuntimeError("gradient accumulation is out of step with the optimizer (accelerate did not sync)")
+    if obj.max_grad_norm:
+        accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
+    optimizer.step()
+    lr_schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return sums
+
+
 def train(
     objectives: Sequence[Objective],
     schedule: Callable[[int], str],
@@ -299,27 +328,7 @@ def train(
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        for m in models.values():
-            m.zero_grad(set_to_none=True)  # no stale gradients from another objective's step
-        sums: dict[str, float] = {}
-        for micro in range(settings.gradient_accumulation_steps):
-            batch = _to_device(obj.batches(micro_batch_positions(count, micro, settings, accelerator)), device)
-            with accelerator.accumulate(*prepared_models.values()), accelerator.autocast():
-                terms = obj.loss(prepared_models, batch)
-                values = {k: float(v.detach()) for k, v in terms.items()}
-                if not all(math.isfinite(v) for v in values.values()):
-                    listed = ", ".join(f"{k}={v}" for k, v in values.items())
-                    raise NonFiniteLoss(f"non-finite loss at step {step + 1} (objective {name!r}, micro-batch {micro}): {listed}")
-                accelerator.backward(terms["total"])
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v / settings.gradient_accumulation_steps
-        if not accelerator.sync_gradients:
-            raise RuntimeError("gradient accumulation is out of step with the optimizer (accelerate did not sync)")
-        if obj.max_grad_norm:
-            accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        sums = optimizer_step(obj, optimizer, lr_schedule, count, step, models, prepared_models, settings, accelerator)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
