@@ -118,6 +118,7 @@ def test_k_cycle_resumed_mid_cycle_matches_uninterrupted_run(tmp_path):
     assert {k: v["steps"] for k, v in cost["objectives"].items()} == {"lower": 6, "upper": 2}
     assert cost == json.loads((tmp_path / "cut" / "cost.json").read_text())
     assert full_cost["objectives"]["upper"]["seconds_per_step"] > 0
+    assert full_cost["objectives"]["upper"]["seconds_per_step_steady"] > 0  # 2 upper steps, the first left out
     assert full_cost["objectives"]["lower"]["peak_memory_bytes"] > 0
 
 

@@ -117,12 +117,14 @@ class LoopState:
         self.step = 0
         self.counts: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
+        self.steady: dict[str, list] = {}  # name -> [seconds, steps] without each process's first step
         self.peak_memory: dict[str, int] = {}
         self.fingerprint = fingerprint
 
     def state_dict(self) -> dict:
         return {"step": self.step, "counts": dict(self.counts), "seconds": dict(self.seconds),
-                "peak_memory": dict(self.peak_memory), "fingerprint": self.fingerprint}
+                "steady": {k: list(v) for k, v in self.steady.items()}, "peak_memory": dict(self.peak_memory),
+                "fingerprint": self.fingerprint}
 
     def load_state_dict(self, state: dict) -> None:
         if state["fingerprint"] != self.fingerprint:
@@ -132,6 +134,7 @@ class LoopState:
             )
         self.step, self.counts = state["step"], dict(state["counts"])
         self.seconds, self.peak_memory = dict(state["seconds"]), dict(state["peak_memory"])
+        self.steady = {k: list(v) for k, v in state["steady"].items()}
 
 
 def make_accelerator(mixed_precision: str = "no", work_dir: Path | None = None,
@@ -195,6 +198,35 @@ def _checkpoints(work_dir: Path) -> list[Path]:
 
 class NonFiniteLoss(FloatingPointError):
     """A loss term became NaN or infinite; the message names the step and every term."""
+
+
+def optimizer_step(obj: Objective, optimizer, lr_schedule, count: int, step: int, models: Mapping[str, nn.Module],
+                   prepared_models: Mapping[str, nn.Module], settings: LoopSettings, accelerator: Accelerator) -> dict[str, float]:
+    """One optimizer step of `obj` (its `count`-th): gradients accumulated over the micro-batches
+    (`accelerator.accumulate`: no DDP sync until the last), then the update and the schedule.
+    Returns each loss term averaged over the micro-batches; a non-finite term stops the run."""
+    for m in models.values():
+        m.zero_grad(set_to_none=True)  # no stale gradients from another objective's step
+    sums: dict[str, float] = {}
+    for micro in range(settings.gradient_accumulation_steps):
+        batch = _to_device(obj.batches(micro_batch_positions(count, micro, settings, accelerator)), accelerator.device)
+        with accelerator.accumulate(*prepared_models.values()), accelerator.autocast():
+            terms = obj.loss(prepared_models, batch)
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            if not all(math.isfinite(v) for v in values.values()):
+                listed = ", ".join(f"{k}={v}" for k, v in values.items())
+                raise NonFiniteLoss(f"non-finite loss at step {step + 1} (objective {obj.name!r}, micro-batch {micro}): {listed}")
+            accelerator.backward(terms["total"])  # divided by the accumulation steps
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v / settings.gradient_accumulation_steps
+    if not accelerator.sync_gradients:
+        raise RuntimeError("gradient accumulation is out of step with the optimizer (accelerate did not sync)")
+    if obj.max_grad_norm:
+        accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
+    optimizer.step()
+    lr_schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return sums
 
 
 def train(
@@ -290,6 +322,7 @@ def train(
         eval_log = CsvLog(work_dir / "eval.csv", columns, resume_step=start)
 
     device = accelerator.device
+    warmed_up: set[str] = set()
     bar = tqdm(total=settings.steps, initial=start, desc="train", disable=not (settings.progress and accelerator.is_local_main_process))
     for step in range(start, settings.steps):
         name = schedule(step)
@@ -299,32 +332,16 @@ def train(
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        for m in models.values():
-            m.zero_grad(set_to_none=True)  # no stale gradients from another objective's step
-        sums: dict[str, float] = {}
-        for micro in range(settings.gradient_accumulation_steps):
-            batch = _to_device(obj.batches(micro_batch_positions(count, micro, settings, accelerator)), device)
-            with accelerator.accumulate(*prepared_models.values()), accelerator.autocast():
-                terms = obj.loss(prepared_models, batch)
-                values = {k: float(v.detach()) for k, v in terms.items()}
-                if not all(math.isfinite(v) for v in values.values()):
-                    listed = ", ".join(f"{k}={v}" for k, v in values.items())
-                    raise NonFiniteLoss(f"non-finite loss at step {step + 1} (objective {name!r}, micro-batch {micro}): {listed}")
-                accelerator.backward(terms["total"])
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v / settings.gradient_accumulation_steps
-        if not accelerator.sync_gradients:
-            raise RuntimeError("gradient accumulation is out of step with the optimizer (accelerate did not sync)")
-        if obj.max_grad_norm:
-            accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        sums = optimizer_step(obj, optimizer, lr_schedule, count, step, models, prepared_models, settings, accelerator)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
         state.counts[name] = count + 1
         state.seconds[name] = state.seconds.get(name, 0.0) + seconds
+        if name in warmed_up:  # a process's first step of an objective pays one-time kernel set-up
+            steady = state.steady.setdefault(name, [0.0, 0])
+            steady[0], steady[1] = steady[0] + seconds, steady[1] + 1
+        warmed_up.add(name)
         state.peak_memory[name] = max(state.peak_memory.get(name, 0), _peak_memory(device))
         state.step = step + 1
         record = {"objective": name, "lr": lr_schedule.get_last_lr()[0], "seconds": seconds, **sums}
@@ -377,8 +394,10 @@ def save_checkpoint(accelerator: Accelerator, work_dir: Path, step: int, keep: i
 
 
 def cost_summary(state: LoopState, settings: LoopSettings, accelerator: Accelerator) -> dict:
-    """Seconds per step and peak memory per objective (cost.json). On CPU the memory is the
-    process's RSS high-water mark (it never decreases, so it is an upper bound per objective)."""
+    """Seconds per step and peak memory per objective (cost.json). `seconds_per_step_steady`
+    leaves out each process's first step of an objective (one-time kernel set-up: 10-40 s on a
+    CPU). On CPU the memory is the process's RSS high-water mark (it never decreases, so it is an
+    upper bound per objective)."""
     device = accelerator.device
     return {
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
@@ -391,6 +410,8 @@ def cost_summary(state: LoopState, settings: LoopSettings, accelerator: Accelera
         "gradient_checkpointing": settings.gradient_checkpointing,
         "objectives": {
             name: {"steps": n, "seconds_total": state.seconds[name], "seconds_per_step": state.seconds[name] / n,
+                   "seconds_per_step_steady": (state.steady[name][0] / state.steady[name][1]
+                                               if state.steady.get(name, [0, 0])[1] else None),
                    "peak_memory_bytes": state.peak_memory[name]}
             for name, n in state.counts.items()
         },
