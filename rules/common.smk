@@ -57,9 +57,12 @@ def prompts_input(wildcards):
 
 def sample_limit(wildcards):
     """`--limit N --seeds-per-prompt 1` for the teacher-quality sampling of `val` (a subset of the
-    held-out captions, one image each); other sets take sample.seeds_per_prompt."""
+    held-out captions, one image each); other sets take sample.eval_prompts prompts,
+    sample.seeds_per_prompt times each."""
     if wildcards.promptset == "val":
         return f"--limit {config['sample']['quality_prompts']} --seeds-per-prompt 1"
+    if config["sample"].get("eval_prompts"):
+        return f"--limit {config['sample']['eval_prompts']}"
     return ""
 
 
