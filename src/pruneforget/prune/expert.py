@@ -10,7 +10,6 @@ weights: PAPER_FACTS section 2).
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
@@ -23,11 +22,13 @@ from pruneforget.prune.expert_modules import (
     ConstantOutput,
     IdentityTransformer,
     ShortcutResnet,
+    copy_sharing_tensors,
     kept_index,
     replace_module,
     slice_conv,
     slice_group_norm,
     slice_linear,
+    unshare,
 )
 from pruneforget.prune.structure import (
     ArchCode,
@@ -118,8 +119,9 @@ def apply_code(unet: UNet2DConditionModel, arch: ArchCode) -> UNet2DConditionMod
 def extract_expert(unet: UNet2DConditionModel, code: Code, width_groups: int = 32) -> UNet2DConditionModel:
     """A physically sliced copy of a (weights-loaded) base UNet under the hard `code`; `unet` is unchanged."""
     arch = make_arch_code(unet, code, width_groups)
-    expert = copy.deepcopy(unet)
-    return apply_code(expert, arch)
+    # Copy the module tree but not the weights: slicing copies what it keeps, unshare the rest.
+    expert = apply_code(copy_sharing_tensors(unet), arch)
+    return unshare(expert, unet)
 
 
 def save_expert_unet(unet: UNet2DConditionModel, out_dir: str | Path, code: Code | None = None, width_groups: int = 32) -> Path:
@@ -158,13 +160,20 @@ def load_expert_unet(unet_dir: str | Path, dtype: torch.dtype | None = None) -> 
     return unet.eval()
 
 
+def write_pipeline(pipe: DiffusionPipeline, directory: str | Path) -> Path:
+    """Write any pipeline, pruned or not, into `directory` (not atomic: for use inside `atomic_dir`)."""
+    directory = Path(directory)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    if is_pruned(pipe.unet):
+        save_code(directory / "unet" / CODE_FILE, arch_code_of(pipe.unet))
+    return directory
+
+
 def save_pipeline(pipe: DiffusionPipeline, out_dir: str | Path) -> Path:
     """Save any pipeline, pruned or not, atomically, so `models.load.load_pipeline(out_dir)` loads it."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        if is_pruned(pipe.unet):
-            save_code(tmp / "unet" / CODE_FILE, arch_code_of(pipe.unet))
+        write_pipeline(pipe, tmp)
     return out_dir
 
 

@@ -9,6 +9,8 @@ parameter names are part of the saved format.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from torch import Tensor, nn
@@ -77,18 +79,22 @@ def kept_index(mask: Tensor, unit_size: int) -> Tensor:
     return (units[:, None] * unit_size + offsets[None, :]).flatten()
 
 
+def _take(t: Tensor, dim: int, idx: Tensor | None) -> Tensor:
+    """Entries `idx` of `t` along `dim`, always in new memory (an expert never shares the teacher's)."""
+    return t.detach().clone() if idx is None else t.detach().index_select(dim, idx.to(t.device))
+
+
+def _param(t: Tensor, like: nn.Parameter) -> nn.Parameter:
+    return nn.Parameter(t, requires_grad=like.requires_grad)
+
+
 def slice_linear(lin: nn.Linear, out_idx: Tensor | None = None, in_idx: Tensor | None = None) -> nn.Linear:
     """A Linear holding rows `out_idx` and columns `in_idx` of `lin` (no random init is done)."""
-    w = lin.weight
-    idx_o = out_idx.to(w.device) if out_idx is not None else None
-    idx_i = in_idx.to(w.device) if in_idx is not None else None
-    weight = w if idx_o is None else w.index_select(0, idx_o)
-    weight = weight if idx_i is None else weight.index_select(1, idx_i)
+    weight = _take(_take(lin.weight, 0, out_idx), 1, in_idx) if in_idx is not None else _take(lin.weight, 0, out_idx)
     new = nn.Linear(weight.shape[1], weight.shape[0], bias=lin.bias is not None, device="meta")
-    new.weight = nn.Parameter(weight.detach().clone(), requires_grad=w.requires_grad)
+    new.weight = _param(weight, lin.weight)
     if lin.bias is not None:
-        b = lin.bias if idx_o is None else lin.bias.index_select(0, idx_o)
-        new.bias = nn.Parameter(b.detach().clone(), requires_grad=lin.bias.requires_grad)
+        new.bias = _param(_take(lin.bias, 0, out_idx), lin.bias)
     return new
 
 
@@ -96,9 +102,9 @@ def slice_conv(conv: nn.Conv2d, out_idx: Tensor | None = None, in_idx: Tensor | 
     """A Conv2d holding output channels `out_idx` and input channels `in_idx` of `conv`."""
     if conv.groups != 1:
         raise ValueError("only ungrouped convolutions are sliced")
-    w = conv.weight
-    weight = w if out_idx is None else w.index_select(0, out_idx.to(w.device))
-    weight = weight if in_idx is None else weight.index_select(1, in_idx.to(w.device))
+    weight = _take(conv.weight, 0, out_idx)
+    if in_idx is not None:
+        weight = weight.index_select(1, in_idx.to(weight.device))
     new = nn.Conv2d(
         weight.shape[1],
         weight.shape[0],
@@ -110,10 +116,9 @@ def slice_conv(conv: nn.Conv2d, out_idx: Tensor | None = None, in_idx: Tensor | 
         padding_mode=conv.padding_mode,
         device="meta",
     )
-    new.weight = nn.Parameter(weight.detach().clone(), requires_grad=w.requires_grad)
+    new.weight = _param(weight, conv.weight)
     if conv.bias is not None:
-        b = conv.bias if out_idx is None else conv.bias.index_select(0, out_idx.to(w.device))
-        new.bias = nn.Parameter(b.detach().clone(), requires_grad=conv.bias.requires_grad)
+        new.bias = _param(_take(conv.bias, 0, out_idx), conv.bias)
     return new
 
 
@@ -124,7 +129,26 @@ def slice_group_norm(norm: nn.GroupNorm, idx: Tensor) -> nn.GroupNorm:
         raise ValueError(f"{len(idx)} channels are not whole GroupNorm groups of {group_size}")
     new = nn.GroupNorm(len(idx) // group_size, len(idx), eps=norm.eps, affine=norm.affine, device="meta")
     if norm.affine:
-        i = idx.to(norm.weight.device)
-        new.weight = nn.Parameter(norm.weight.detach().index_select(0, i).clone(), requires_grad=norm.weight.requires_grad)
-        new.bias = nn.Parameter(norm.bias.detach().index_select(0, i).clone(), requires_grad=norm.bias.requires_grad)
+        new.weight = _param(_take(norm.weight, 0, idx), norm.weight)
+        new.bias = _param(_take(norm.bias, 0, idx), norm.bias)
     return new
+
+
+def copy_sharing_tensors(module: nn.Module) -> nn.Module:
+    """A deep copy of `module` whose parameters and buffers are still the original tensors: slicing
+    then makes new ones for what it keeps, and `unshare` copies the rest (one copy of each kept weight)."""
+    memo = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
+    return copy.deepcopy(module, memo)
+
+
+def unshare(copy_: nn.Module, original: nn.Module) -> nn.Module:
+    """Give `copy_` its own copy of every parameter and buffer it still shares with `original`."""
+    shared = {id(t) for t in list(original.parameters()) + list(original.buffers())}
+    for m in copy_.modules():
+        for name, p in list(m._parameters.items()):
+            if p is not None and id(p) in shared:
+                m._parameters[name] = _param(p.detach().clone(), p)
+        for name, b in list(m._buffers.items()):
+            if b is not None and id(b) in shared:
+                m._buffers[name] = b.clone()
+    return copy_
