@@ -59,6 +59,7 @@ include: "rules/unlearn.smk"
 # `snakemake --report report.html`: every figure under its part of the paper, with the config.
 report: "workflow/report/workflow.rst"
 include: "rules/finetune.smk"
+include: "rules/prune.smk"
 
 
 localrules:
