@@ -13,8 +13,9 @@ from torch import Tensor
 
 
 def logistic_noise(shape: torch.Size, generator: torch.Generator | None = None, device=None) -> Tensor:
-    """g1 - g2 for independent Gumbel(0, 1) samples: a standard logistic sample, log(u / (1 - u))."""
-    u = torch.rand(shape, generator=generator, device=device).clamp_(1e-6, 1 - 1e-6)
+    """g1 - g2 for independent Gumbel(0, 1) samples: a standard logistic sample, log(u / (1 - u)).
+    Drawn on the CPU (where a seeded training generator lives) and moved to `device`."""
+    u = torch.rand(shape, generator=generator).clamp_(1e-6, 1 - 1e-6).to(device)
     return torch.log(u) - torch.log1p(-u)
 
 

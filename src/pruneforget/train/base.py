@@ -23,10 +23,10 @@ from pruneforget.train.metrics_log import CsvLog
 
 @torch.no_grad()
 def encode_latents(pipe: StableDiffusionPipeline, images: np.ndarray, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of every image, unscaled (sampled and scaled per step)."""
+    """Posterior mean and std of every image, unscaled (sampled and scaled per step), on the VAE's device."""
     means, stds = [], []
     for x in to_tensor_range(images).split(batch):
-        dist = pipe.vae.encode(x).latent_dist
+        dist = pipe.vae.encode(x.to(pipe.vae.device, pipe.vae.dtype)).latent_dist
         means.append(dist.mean)
         stds.append(dist.std)
     return torch.cat(means), torch.cat(stds)
@@ -34,8 +34,8 @@ def encode_latents(pipe: StableDiffusionPipeline, images: np.ndarray, batch: int
 
 @torch.no_grad()
 def encode_captions(pipe: StableDiffusionPipeline, captions: list[str], batch: int = 256) -> torch.Tensor:
-    """Text embeddings exactly as the pipeline computes them at sampling time."""
-    chunks = [pipe.encode_prompt(captions[i : i + batch], "cpu", 1, False)[0] for i in range(0, len(captions), batch)]
+    """Text embeddings exactly as the pipeline computes them at sampling time, on the pipeline's device."""
+    chunks = [pipe.encode_prompt(captions[i : i + batch], pipe.device, 1, False)[0] for i in range(0, len(captions), batch)]
     return torch.cat(chunks)
 
 

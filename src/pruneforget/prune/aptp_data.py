@@ -1,0 +1,55 @@
+"""Training batches of APTP: (image, caption) pairs of the world's train split, encoded per batch.
+
+The pruning run sees far fewer samples than the train set holds (tiny: a few thousand of 10,000;
+sd21: 5,000 x 64 of COCO's 591,753 captions), so each batch is read and encoded when drawn rather
+than the whole set up front: the same code serves both scales.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from pruneforget.train.base import encode_captions, encode_latents
+from pruneforget.train.losses import diffusion_target
+
+
+def load_square_images(data_dir: str | Path, paths: list[str], size: int) -> np.ndarray:
+    """Images at `paths` (relative to `data_dir`, or absolute) centre-cropped to a square and
+    resized to `size` x `size`: one uint8 array (N, size, size, 3)."""
+    root = Path(data_dir)
+    out = []
+    for p in paths:
+        with Image.open(root / p) as img:
+            img = img.convert("RGB")
+            if img.size != (size, size):
+                img = ImageOps.fit(img, (size, size), Image.Resampling.BICUBIC)
+            out.append(np.asarray(img))
+    return np.stack(out)
+
+
+def draw_batch(
+    pipe, scheduler, table: pd.DataFrame, data_dir: str | Path, size: int, batch_size: int, generator: torch.Generator
+) -> dict[str, Tensor | list[str]]:
+    """One denoising batch (the training noise `scheduler`): random rows of `table`, their latents x0 (a posterior sample, scaled),
+    noise, timesteps, x_t, the diffusion target, the text embeddings and the captions."""
+    idx = torch.randint(len(table), (batch_size,), generator=generator).tolist()
+    rows = table.iloc[idx]
+    captions = rows["caption"].tolist()
+    mean, std = encode_latents(pipe, load_square_images(data_dir, rows["image"].tolist(), size))
+    z = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
+    x0 = (mean + std * z) * pipe.vae.config.scaling_factor
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    t = torch.randint(scheduler.config.num_train_timesteps, (batch_size,), generator=generator).to(x0.device)
+    return {
+        "noisy": scheduler.add_noise(x0, noise, t),
+        "target": diffusion_target(scheduler, x0, noise, t),
+        "timesteps": t,
+        "text": encode_captions(pipe, captions),
+        "captions": captions,
+    }
