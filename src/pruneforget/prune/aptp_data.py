@@ -8,6 +8,7 @@ than the whole set up front: the same code serves both scales.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -33,14 +34,38 @@ def load_square_images(data_dir: str | Path, paths: list[str], size: int) -> np.
     return np.stack(out)
 
 
+class CaptionCache:
+    """Remembers what a frozen encoder made of each caption, up to `max_entries` captions.
+
+    The tiny world has a few thousand distinct captions, so after a few hundred steps every
+    caption is encoded once and then looked up; at COCO scale (`max_entries` 0) nothing is kept.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], Tensor], max_entries: int):
+        self.encode, self.max_entries = encode, max_entries
+        self.store: dict[str, Tensor] = {}
+
+    def __call__(self, captions: list[str]) -> Tensor:
+        missing = list(dict.fromkeys(c for c in captions if c not in self.store))
+        fresh = dict(zip(missing, self.encode(missing))) if missing else {}
+        out = torch.stack([self.store[c] if c in self.store else fresh[c] for c in captions])
+        for c, e in fresh.items():
+            if len(self.store) < self.max_entries:
+                self.store[c] = e
+        return out
+
+
 def draw_batch(
-    pipe, scheduler, table: pd.DataFrame, data_dir: str | Path, size: int, batch_size: int, generator: torch.Generator
+    pipe, scheduler, table: pd.DataFrame, data_dir: str | Path, size: int, batch_size: int,
+    generator: torch.Generator, text_cache: CaptionCache | None = None,
 ) -> dict[str, Tensor | list[str]]:
-    """One denoising batch (the training noise `scheduler`): random rows of `table`, their latents x0 (a posterior sample, scaled),
-    noise, timesteps, x_t, the diffusion target, the text embeddings and the captions."""
+    """One denoising batch (noise from the training `scheduler`): random rows of `table`, their
+    latents x0 (a posterior sample, scaled), noise, timesteps, x_t, the diffusion target, the
+    text embeddings (through `text_cache` when given) and the captions."""
     idx = torch.randint(len(table), (batch_size,), generator=generator).tolist()
     rows = table.iloc[idx]
     captions = rows["caption"].tolist()
+    text = text_cache(captions) if text_cache is not None else encode_captions(pipe, captions)
     mean, std = encode_latents(pipe, load_square_images(data_dir, rows["image"].tolist(), size))
     z = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
     x0 = (mean + std * z) * pipe.vae.config.scaling_factor
@@ -50,6 +75,6 @@ def draw_batch(
         "noisy": scheduler.add_noise(x0, noise, t),
         "target": diffusion_target(scheduler, x0, noise, t),
         "timesteps": t,
-        "text": encode_captions(pipe, captions),
+        "text": text,
         "captions": captions,
     }

@@ -25,11 +25,14 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
 
 
 def gumbel_sigmoid(
-    logits: Tensor, temperature: float, hard: bool = True, generator: torch.Generator | None = None
+    logits: Tensor, temperature: float, hard: bool = True, generator: torch.Generator | None = None,
+    noise_scale: float = 1.0,
 ) -> Tensor:
     """Sample gates from `logits`: soft sigmoid((l + noise) / tau), or its straight-through
-    hard mask (x >= 0.5) when `hard`. `temperature` only scales the gradient of the hard mask."""
-    noise = logistic_noise(logits.shape, generator=generator, device=logits.device)
+    hard mask (x >= 0.5) when `hard`. `temperature` only scales the gradient of the hard mask;
+    `noise_scale` multiplies the logistic noise (1: Gumbel-sigmoid; 0: the inference gates,
+    with the straight-through gradient still flowing)."""
+    noise = noise_scale * logistic_noise(logits.shape, generator=generator, device=logits.device)
     soft = torch.sigmoid((logits + noise) / temperature)
     if not hard:
         return soft

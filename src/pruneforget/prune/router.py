@@ -191,10 +191,13 @@ class Router(nn.Module):
         """Code-space vectors (B, dim) -> gate logits per group {name: (B, units)}."""
         return self.layout.split(vectors + self.config.offset)
 
-    def sample_masks(self, vectors: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def sample_masks(
+        self, vectors: Tensor, generator: torch.Generator | None = None, noise_scale: float = 1.0
+    ) -> dict[str, Tensor]:
         """Straight-through Gumbel-sigmoid masks {name: (B, units)} of code-space vectors (training)."""
         logits = vectors + self.config.offset
-        return self.layout.split(gumbel_sigmoid(logits, self.config.temperature, hard=True, generator=generator))
+        gates = gumbel_sigmoid(logits, self.config.temperature, hard=True, generator=generator, noise_scale=noise_scale)
+        return self.layout.split(gates)
 
     @torch.no_grad()
     def code_masks(self, index: int) -> dict[str, Tensor]:
