@@ -55,8 +55,3 @@ def final_targets():
         return ["figures/teacher_quality.pdf", f"results/{SCALE}/evaluator"]
     return [data_dir(), f"results/{SCALE}/base"]
 
-
-def subsection(name, key):
-    """Config subsection `name.key` as JSON for a command's `--params`. Rules pass it under the
-    params key `name`, so DVC still records the stage under the section it reads."""
-    return json.dumps(config[name][key], sort_keys=True)

@@ -1,8 +1,36 @@
-"""Pruning: APTP's router and codes per MAC budget, and the expert each budget keeps.
+"""Pruning: experts as pipeline directories results/{scale}/expert-{budget}[-{method}], budget in
+percent of the full UNet's MACs (measured at `prune.latent_size` and `prune.text_len`).
 
-Budgets are percent of the full UNet's MACs (80, 55): one APTP run per budget, because a run
-centres its experts on its own budget (its resource loss targets the batch's mean ratio).
-"""
+APTP runs once per budget (results/{scale}/aptp-{budget}): a run centres its experts on its own
+budget (its resource loss targets the batch's mean ratio), and its code nearest the budget is
+sliced out as results/{scale}/expert-{budget}."""
+
+
+rule prune_static:
+    """Prune the teacher to a MAC budget with a static pruner (magnitude: L1 norm per unit;
+    random: seeded), width only, and slice the result into a standalone expert."""
+    input:
+        base="results/{scale}/base",
+    output:
+        directory("results/{scale}/expert-{budget}-{method}"),
+    wildcard_constraints:
+        budget=r"\d+",
+        method="magnitude|random",
+    params:
+        prune=lambda wc: section("prune"),
+        budget=lambda wc: int(wc.budget) / 100,
+    threads: threads_of("prune")
+    resources:
+        **resources_of("prune"),
+    log:
+        "logs/{scale}/prune_static/expert-{budget}-{method}.log",
+    benchmark:
+        "benchmarks/{scale}/prune_static/expert-{budget}-{method}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m pruneforget prune-static --base {input.base} --method {wildcards.method} "
+        "--budget {params.budget} --params {params.prune:q} --out {output} > {log} 2>&1"
 
 
 rule prune_aptp:
@@ -15,11 +43,11 @@ rule prune_aptp:
     wildcard_constraints:
         budget=r"\d+",
     params:
-        prune=lambda wc: subsection("prune", "aptp"),
+        prune=lambda wc: section("prune"),
         budget=lambda wc: int(wc.budget) / 100,
-    threads: threads_of("prune")
+    threads: threads_of("aptp")
     resources:
-        **resources_of("prune"),
+        **resources_of("aptp"),
     log:
         "logs/{scale}/prune_aptp/{budget}.log",
     benchmark:
@@ -41,12 +69,12 @@ rule extract_expert:
     wildcard_constraints:
         budget=r"\d+",
     params:
-        prune=lambda wc: subsection("prune", "aptp"),
+        prune=lambda wc: section("prune"),
         target=lambda wc: int(wc.budget) / 100,
-        tolerance=lambda wc: config["prune"]["aptp"]["tolerance"],
-    # Loading, slicing and saving a pipeline: the base group's job size (as fetch_base).
+        tolerance=lambda wc: config["prune"]["budget_tolerance"],
+    # Loading, slicing and saving a pipeline: the job size of prune_static.
     resources:
-        **resources_of("base"),
+        **resources_of("prune"),
     log:
         "logs/{scale}/extract_expert/{budget}.log",
     benchmark:

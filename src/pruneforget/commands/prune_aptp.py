@@ -21,12 +21,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", required=True, type=Path, help="teacher pipeline directory (results/{scale}/base)")
     p.add_argument("--data", required=True, type=Path, help="data directory from prepare-data (uses train.csv)")
     p.add_argument("--budget", required=True, type=float, help="target share of the full UNet's MACs, in (0, 1] (e.g. 0.8)")
-    p.add_argument("--params", required=True, type=parse_params, help="the `prune.aptp` config section as JSON")
+    p.add_argument("--params", required=True, type=parse_params,
+                   help="the `prune` config section as JSON (width_groups, latent_size, text_len and the `aptp` keys)")
     p.add_argument("--out", required=True, type=Path, help="output directory (results/{scale}/aptp-{budget})")
 
 
-def check_inputs(base: Path, data: Path, budget: float, cfg: dict) -> None:
+def check_inputs(base: Path, data: Path, budget: float, prune: dict) -> None:
     """Everything that can be checked before loading a model; ValueError naming the problem and fix."""
+    if "aptp" not in prune:
+        raise ValueError("--params has no `aptp` subsection; pass the config's whole `prune` section (prune.aptp holds APTP's keys)")
+    cfg = prune["aptp"]
     if not 0 < budget <= 1:
         raise ValueError(f"--budget {budget} is not a share of the full MACs in (0, 1]; e.g. 0.8 keeps 80%")
     if not (base / "model_index.json").exists():
@@ -45,9 +49,9 @@ def check_inputs(base: Path, data: Path, budget: float, cfg: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = args.params
+    prune = args.params
     try:
-        check_inputs(args.base, args.data, args.budget, cfg)
+        check_inputs(args.base, args.data, args.budget, prune)
     except ValueError as exc:
         sys.exit(f"prune-aptp: {exc}")
     from pruneforget.models.load import load_pipeline
@@ -61,9 +65,11 @@ def run(args: argparse.Namespace) -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = load_pipeline(args.base, device=device)
-    groups = prunable_groups(pipe.unet, cfg["width_groups"])
-    latent = cfg["resolution"] // pipe.vae_scale_factor
-    macs = mac_table(pipe.unet, groups, latent_size=latent, text_len=pipe.tokenizer.model_max_length)
+    cfg, width_groups, latent = prune["aptp"], prune["width_groups"], prune["latent_size"]
+    groups = prunable_groups(pipe.unet, width_groups)
+    # Budgets are measured where every pruner measures them (prune.latent_size, prune.text_len),
+    # whatever resolution APTP trains at.
+    macs = mac_table(pipe.unet, groups, latent_size=latent, text_len=prune["text_len"])
     try:
         target = prunable_target(args.budget, macs.full, macs.prunable_full)
     except ValueError as exc:
@@ -82,14 +88,14 @@ def run(args: argparse.Namespace) -> None:
         (work / "codes").mkdir(exist_ok=True)
         for i in range(config.n_codes):
             masks = {k: v.cpu() for k, v in router.code_masks(i).items()}
-            save_code(work / "codes" / f"code-{i}.json", make_arch_code(pipe.unet, masks, cfg["width_groups"]))
+            save_code(work / "codes" / f"code-{i}.json", make_arch_code(pipe.unet, masks, width_groups))
         prompts = table["caption"].sample(n=min(cfg["route_prompts"], len(table)), random_state=cfg["seed"]).tolist()
-        experts = describe_experts(pipe.unet, router, macs, cfg["width_groups"], route_counts(router, encoder, prompts))
+        experts = describe_experts(pipe.unet, router, macs, width_groups, route_counts(router, encoder, prompts))
         write_json(work / "experts.json", {
             "budget": args.budget, "prunable_target": target, "full_macs": macs.full,
-            "prunable_macs": macs.prunable_full, "latent_size": latent, "routed_prompts": len(prompts), "experts": experts,
+            "prunable_macs": macs.prunable_full, "latent_size": latent, "text_len": prune["text_len"], "routed_prompts": len(prompts), "experts": experts,
         })
-        write_json(work / "run_config.json", {"params": cfg, "base": str(args.base), "data": str(args.data), "budget": args.budget})
+        write_json(work / "run_config.json", {"params": prune, "base": str(args.base), "data": str(args.data), "budget": args.budget})
         (work / "checkpoint.pt").unlink(missing_ok=True)
     for e in experts:
         print(f"  code {e['index']}: {e['mac_ratio']:.3f} of the MACs, {e['params'] / 1e6:.2f} M params, "

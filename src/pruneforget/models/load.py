@@ -34,7 +34,9 @@ def load_pipeline(source: str | Path, dtype: torch.dtype | None = None, device: 
     """Load a text-to-image pipeline from a local directory or a hub id.
 
     A local directory must hold `model_index.json` (written by `save_pretrained`); otherwise
-    `source` is taken as a hub id such as `stabilityai/stable-diffusion-2-1`.
+    `source` is taken as a hub id such as `stabilityai/stable-diffusion-2-1`. A pruned expert
+    (`unet/arch_code.json`, written by `pruneforget.prune.expert.save_pipeline`) gets its sliced
+    UNet rebuilt from the base config and its code.
     """
     path = Path(source)
     if path.exists() and not (path / "model_index.json").exists():
@@ -44,6 +46,10 @@ def load_pipeline(source: str | Path, dtype: torch.dtype | None = None, device: 
     kwargs = {"safety_checker": None, "requires_safety_checker": False}
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
+    if (path / "unet" / "arch_code.json").exists():
+        from pruneforget.prune.expert import load_expert_unet
+
+        kwargs["unet"] = load_expert_unet(path / "unet", dtype=dtype)
     pipe = StableDiffusionPipeline.from_pretrained(str(source), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
