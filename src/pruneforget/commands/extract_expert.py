@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aptp", required=True, type=Path, help="prune-aptp output directory (experts.json, codes/)")
     p.add_argument("--base", required=True, type=Path, help="the teacher pipeline the APTP run pruned")
     p.add_argument("--target", required=True, type=float, help="wanted share of the full UNet's MACs, e.g. 0.8")
-    p.add_argument("--tolerance", type=float, default=0.03, help="largest accepted |MAC ratio - target| (default 0.03)")
+    p.add_argument("--tolerance", type=float, default=0.03, help="largest accepted |MAC ratio - target| (prune.budget_tolerance; default 0.03)")
     p.add_argument("--out", required=True, type=Path, help="expert pipeline directory (results/{scale}/expert-{budget})")
 
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> None:
         sys.exit(f"extract-expert: {exc}")
 
     from pruneforget.models.load import load_pipeline
-    from pruneforget.prune.expert import extract_expert, save_pipeline
+    from pruneforget.prune.expert import extract_expert, write_pipeline
     from pruneforget.prune.structure import load_code
 
     arch = load_code(args.aptp / "codes" / f"code-{chosen['index']}.json")
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
     pipe.unet = extract_expert(pipe.unet, arch.masks, arch.width_groups)
     params = sum(p.numel() for p in pipe.unet.parameters())
     with atomic_dir(args.out) as work:
-        save_pipeline(pipe, work)
+        write_pipeline(pipe, work)
         write_json(work / "expert.json", {
             "code_index": chosen["index"], "mac_ratio": chosen["mac_ratio"], "prunable_ratio": chosen["prunable_ratio"],
             "macs": chosen["macs"], "params": params, "target": args.target, "tolerance": args.tolerance,
