@@ -71,9 +71,9 @@ class GateLayout:
 
     @classmethod
     def from_groups(cls, groups) -> "GateLayout":
-        """From prune-core's `prunable_groups` (objects with name, kind, units; depth kinds start `depth`)."""
-        width = tuple((g.name, int(g.units)) for g in groups if not g.kind.startswith("depth"))
-        depth = tuple((g.name, int(g.units)) for g in groups if g.kind.startswith("depth"))
+        """From prune-core's `prunable_groups` (Group objects: name, units, is_depth)."""
+        width = tuple((g.name, int(g.units)) for g in groups if not g.is_depth)
+        depth = tuple((g.name, int(g.units)) for g in groups if g.is_depth)
         return cls(width, depth)
 
     @property
