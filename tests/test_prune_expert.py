@@ -124,7 +124,7 @@ def test_sliced_expert_matches_masked_model_sd21():
         expert = extract_expert(unet, code)
         del unet
         sliced = expert(x, t, c).sample
-    torch.testing.assert_close(sliced, masked, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(sliced, masked, atol=1e-5, rtol=1e-5)
 
 
 def test_saved_expert_loads_back_exactly(tmp_path):
