@@ -49,6 +49,7 @@ include: "rules/sample.smk"
 include: "rules/score.smk"
 include: "rules/figures.smk"
 include: "rules/prune.smk"
+include: "rules/finetune.smk"
 
 
 localrules:

@@ -82,3 +82,14 @@ def test_features_carry_gradients_to_the_student():
         loss = sum(f.pow(2).mean() for f in feats.pop())
     loss.backward()
     assert unet.conv_in.weight.grad is not None and unet.conv_in.weight.grad.abs().sum() > 0
+
+
+def test_sd21_has_nine_feature_blocks():
+    """The authors' feature KD compares 9 block outputs for SD 2.1 (4 down, mid, 4 up)."""
+    from accelerate import init_empty_weights
+
+    from pruneforget.models.load import sd21_unet
+
+    with init_empty_weights():
+        unet = sd21_unet(sample_size=8)
+    assert len(feature_blocks(unet)) == 9

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune-static": ("prune_static", "prune the teacher to a MAC budget with a static pruner (magnitude or random)"),
     "prune-aptp": ("prune_aptp", "APTP: learn the prompt router and N architecture codes on the frozen teacher"),
     "extract-expert": ("extract_expert", "slice the APTP code closest to a MAC budget out of the teacher as a pipeline"),
+    "finetune": ("finetune", "fine-tune a (pruned) student with distillation (Eq. 8) or the diffusion loss, with periodic evaluation"),
 }
 
 

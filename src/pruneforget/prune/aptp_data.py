@@ -66,15 +66,16 @@ def draw_batch(
     rows = table.iloc[idx]
     captions = rows["caption"].tolist()
     text = text_cache(captions) if text_cache is not None else encode_captions(pipe, captions)
+    # encode_latents / encode_captions return CPU float32; the noise is drawn there too (seeded).
     mean, std = encode_latents(pipe, load_square_images(data_dir, rows["image"].tolist(), size))
-    z = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
-    x0 = (mean + std * z) * pipe.vae.config.scaling_factor
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-    t = torch.randint(scheduler.config.num_train_timesteps, (batch_size,), generator=generator).to(x0.device)
+    x0 = (mean + std * torch.randn(mean.shape, generator=generator)) * pipe.vae.config.scaling_factor
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.randint(scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
+    device, dtype = pipe.unet.device, pipe.unet.dtype
     return {
-        "noisy": scheduler.add_noise(x0, noise, t),
-        "target": diffusion_target(scheduler, x0, noise, t),
-        "timesteps": t,
-        "text": text,
+        "noisy": scheduler.add_noise(x0, noise, t).to(device, dtype),
+        "target": diffusion_target(scheduler, x0, noise, t).to(device),
+        "timesteps": t.to(device),
+        "text": text.to(device, dtype),
         "captions": captions,
     }
