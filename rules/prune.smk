@@ -1,5 +1,9 @@
 """Pruning: experts as pipeline directories results/{scale}/expert-{budget}[-{method}], budget in
-percent of the full UNet's MACs (measured at `prune.latent_size` and `prune.text_len`)."""
+percent of the full UNet's MACs (measured at `prune.latent_size` and `prune.text_len`).
+
+APTP runs once per budget (results/{scale}/aptp-{budget}): a run centres its experts on its own
+budget (its resource loss targets the batch's mean ratio), and its code nearest the budget is
+sliced out as results/{scale}/expert-{budget}."""
 
 
 rule prune_static:
@@ -27,3 +31,56 @@ rule prune_static:
     shell:
         "python -m pruneforget prune-static --base {input.base} --method {wildcards.method} "
         "--budget {params.budget} --params {params.prune:q} --out {output} > {log} 2>&1"
+
+
+rule prune_aptp:
+    """APTP: learn the prompt router and its architecture codes on the frozen teacher for a budget."""
+    input:
+        base="results/{scale}/base",
+        data="results/{scale}/data",
+    output:
+        directory("results/{scale}/aptp-{budget}"),
+    wildcard_constraints:
+        budget=r"\d+",
+    params:
+        prune=lambda wc: section("prune"),
+        budget=lambda wc: int(wc.budget) / 100,
+    threads: threads_of("aptp")
+    resources:
+        **resources_of("aptp"),
+    log:
+        "logs/{scale}/prune_aptp/{budget}.log",
+    benchmark:
+        "benchmarks/{scale}/prune_aptp/{budget}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m pruneforget prune-aptp --base {input.base} --data {input.data} --budget {params.budget} "
+        "--params {params.prune:q} --out {output} > {log} 2>&1"
+
+
+rule extract_expert:
+    """Slice the APTP code nearest the budget out of the teacher: a standalone expert pipeline."""
+    input:
+        aptp="results/{scale}/aptp-{budget}",
+        base="results/{scale}/base",
+    output:
+        directory("results/{scale}/expert-{budget}"),
+    wildcard_constraints:
+        budget=r"\d+",
+    params:
+        prune=lambda wc: section("prune"),
+        target=lambda wc: int(wc.budget) / 100,
+        tolerance=lambda wc: config["prune"]["budget_tolerance"],
+    # Loading, slicing and saving a pipeline: the job size of prune_static.
+    resources:
+        **resources_of("prune"),
+    log:
+        "logs/{scale}/extract_expert/{budget}.log",
+    benchmark:
+        "benchmarks/{scale}/extract_expert/{budget}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m pruneforget extract-expert --aptp {input.aptp} --base {input.base} --target {params.target} "
+        "--tolerance {params.tolerance} --out {output} > {log} 2>&1"
