@@ -1,0 +1,80 @@
+"""Where the noisy latent x_t of an unlearning step comes from.
+
+Two sources, both returning `(x_t, t)` with `t` a DDPM timestep in 0..999 per sample:
+
+- `PartialSampler` (ESD as published; PAPER_FACTS section 3): start from Gaussian noise and run
+  `stop` of `steps` DDIM steps with classifier-free guidance, using the model being trained and
+  the concept prompt, with `stop` uniform in 1..steps-1. The latent then sits at the DDIM
+  timestep `timesteps[stop]`, which is the DDPM t the losses use. (ESD's diffusers port does
+  the same; its original CompVis script mapped step `s` to a DDPM t near `s * 1000 / steps`,
+  i.e. from the wrong end of the schedule.)
+- `forward_noise` (the authors' bilevel code, PAPER_FACTS section 1): forward-noise latents of
+  real images of the concept with t uniform in 0..999.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from torch import Tensor
+
+
+class PartialSampler:
+    """Partial DDIM sampling with CFG through the pipeline's own loop (interrupted after `stop`
+    steps via `callback_on_step_end`, the documented way to stop a diffusers pipeline early)."""
+
+    def __init__(self, pipe: StableDiffusionPipeline, steps: int = 50, guidance: float = 3.0):
+        if steps < 2:
+            raise ValueError(f"partial sampling needs at least 2 DDIM steps to stop in between, got {steps}")
+        config = dict(pipe.scheduler.config)
+        config["clip_sample"] = False  # a DDIM built from a DDPM config would clamp latents to [-1, 1]
+        self.scheduler = DDIMScheduler.from_config(config)
+        self.components = {**pipe.components, "scheduler": self.scheduler}
+        self.steps, self.guidance = steps, guidance
+
+    def draw_stop(self, generator: torch.Generator) -> int:
+        """The DDIM step to stop at, uniform in 1..steps-1."""
+        return int(torch.randint(1, self.steps, (1,), generator=generator))
+
+    @torch.no_grad()
+    def __call__(
+        self, unet: UNet2DConditionModel, cond: Tensor, uncond: Tensor, stop: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """x_t after `stop` guided DDIM steps of `unet` from seeded noise, and its DDPM t.
+
+        `cond`/`uncond` are text embeddings (B, L, D) of the concept prompt and the empty prompt.
+        """
+        if not 1 <= stop < self.steps:
+            raise ValueError(f"stop must be in 1..{self.steps - 1}, got {stop}")
+        pipe = StableDiffusionPipeline(**{**self.components, "unet": unet}, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        size = unet.config.sample_size
+        shape = (cond.shape[0], unet.config.in_channels, size, size)
+        noise = torch.randn(shape, generator=generator).to(cond.device, cond.dtype)
+
+        def stop_after(p, i, t, kwargs):
+            if i + 1 == stop:
+                p._interrupt = True
+            return kwargs
+
+        x_t = pipe(
+            prompt_embeds=cond,
+            negative_prompt_embeds=uncond,
+            latents=noise,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance,
+            output_type="latent",
+            callback_on_step_end=stop_after,
+        ).images
+        t = self.scheduler.timesteps[stop].repeat(cond.shape[0]).to(cond.device)
+        return x_t, t
+
+
+def forward_noise(
+    scheduler: DDPMScheduler, latents: Tensor, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """q(x_t | x_0) for each latent, with t uniform in 0..num_train_timesteps-1."""
+    t = torch.randint(scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+    t = t.to(latents.device)
+    return scheduler.add_noise(latents, noise, t), t
