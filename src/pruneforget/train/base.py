@@ -17,6 +17,7 @@ from tqdm.auto import trange
 
 from pruneforget.images import to_tensor_range
 from pruneforget.train.checkpoint import load_checkpoint, save_checkpoint
+from pruneforget.train.losses import diffusion_target
 from pruneforget.train.metrics_log import CsvLog
 
 
@@ -36,13 +37,6 @@ def encode_captions(pipe: StableDiffusionPipeline, captions: list[str], batch: i
     """Text embeddings exactly as the pipeline computes them at sampling time."""
     chunks = [pipe.encode_prompt(captions[i : i + batch], "cpu", 1, False)[0] for i in range(0, len(captions), batch)]
     return torch.cat(chunks)
-
-
-def diffusion_target(scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The regression target of the denoising loss: v = alpha_t * eps - sigma_t * x0, or eps."""
-    if scheduler.config.prediction_type == "v_prediction":
-        return scheduler.get_velocity(latents, noise, t)
-    return noise
 
 
 def train_teacher(

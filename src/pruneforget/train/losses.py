@@ -1,0 +1,109 @@
+"""The losses of fine-tuning (paper Eq. 8), ESD unlearning and the bilevel upper step (Eq. 6).
+
+Each term is one function, named for what it is, citing where it comes from; the loops combine
+them. Models are never called here: callers pass predictions, targets and features, so one
+formula serves fine-tuning, ESD and the bilevel method.
+
+    L_ft   = w_diff * L_diff + w_out * L_outKD + w_feat * L_featKD        (Eq. 8; 1.0 / 2.0 / 0.1)
+    L_diff = E_t [ w(t) * ||f_S(x_t, t, c) - y_t||^2 ],  y_t = eps or v     (Min-SNR weight w(t))
+    L_outKD = ||f_T(x_t, t, c) - f_S(x_t, t, c)||^2                        (teacher frozen)
+    L_featKD = mean_i ||F_T^i - F_S^i||^2   over down / mid / up block outputs
+    L_ESD  = ||f_S(x_t, t, c) - [f_T(x_t, t, "") - eta (f_T(x_t, t, c) - f_T(x_t, t, ""))]||^2   (Eq. 6)
+
+"||.||^2" is the mean squared error over all elements, as in the authors' code (F.mse_loss).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers.training_utils import compute_snr
+from torch import Tensor
+
+
+def diffusion_target(scheduler, latents: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """The regression target of the denoising loss: v = alpha_t * eps - sigma_t * x0
+    (v-prediction, SD 2.1) or eps (epsilon-prediction), per `scheduler.config.prediction_type`."""
+    kind = scheduler.config.prediction_type
+    if kind == "v_prediction":
+        return scheduler.get_velocity(latents, noise, t)
+    if kind == "epsilon":
+        return noise
+    raise ValueError(f"prediction_type {kind!r} is not supported (epsilon or v_prediction)")
+
+
+def min_snr_weights(scheduler, timesteps: Tensor, gamma: float) -> Tensor:
+    """Min-SNR-gamma loss weights per sample (Hang et al. 2023; the authors' code uses gamma 5).
+
+    Min-SNR weights the x0-error by min(SNR, gamma), SNR = alpha_t^2 / sigma_t^2. On the
+    network's own target: ||x0 - x0_hat||^2 = ||eps - eps_hat||^2 / SNR (epsilon-prediction) and
+    = sigma_t^2 ||v - v_hat||^2 = ||v - v_hat||^2 / (SNR + 1) (v-prediction), so the weight is
+    min(SNR, gamma) / SNR or min(SNR, gamma) / (SNR + 1) (as in diffusers' training scripts).
+    """
+    snr = compute_snr(scheduler, timesteps)
+    clipped = torch.clamp(snr, max=gamma)
+    kind = scheduler.config.prediction_type
+    if kind == "v_prediction":
+        return clipped / (snr + 1)
+    if kind == "epsilon":
+        return clipped / snr
+    raise ValueError(f"prediction_type {kind!r} is not supported (epsilon or v_prediction)")
+
+
+def diffusion_loss(pred: Tensor, target: Tensor, timesteps: Tensor, scheduler, snr_gamma: float | None = None) -> Tensor:
+    """L_diff of Eq. 8: mean squared error between the prediction and the diffusion target,
+    each sample weighted by Min-SNR-gamma when `snr_gamma` is given (plain MSE otherwise)."""
+    per_element = F.mse_loss(pred.float(), target.float(), reduction="none")
+    per_sample = per_element.mean(dim=tuple(range(1, per_element.ndim)))
+    if snr_gamma is None:
+        return per_sample.mean()
+    return (per_sample * min_snr_weights(scheduler, timesteps, snr_gamma)).mean()
+
+
+def output_kd(eps_teacher: Tensor, eps_student: Tensor) -> Tensor:
+    """L_outKD of Eq. 8: ||eps_T(x_t, t, c) - eps_S(x_t, t, c)||^2 (mean over elements); the
+    teacher's output is a constant (frozen, computed without gradients)."""
+    return F.mse_loss(eps_student.float(), eps_teacher.detach().float())
+
+
+def feature_kd(feats_teacher: Sequence[Tensor], feats_student: Sequence[Tensor]) -> Tensor:
+    """L_featKD of Eq. 8: the mean over collected block outputs of ||F_T^i - F_S^i||^2, as in the
+    authors' code (every down block, the mid block and every up block; 9 for SD 2.1). Pruning
+    keeps block output shapes, so teacher and student features pair up without adapters."""
+    if len(feats_teacher) != len(feats_student) or not feats_teacher:
+        raise ValueError(f"feature KD needs equally many features, got {len(feats_teacher)} teacher and {len(feats_student)} student")
+    terms = []
+    for i, (t, s) in enumerate(zip(feats_teacher, feats_student)):
+        if t.shape != s.shape:
+            raise ValueError(f"block feature {i}: teacher shape {tuple(t.shape)} != student shape {tuple(s.shape)}")
+        terms.append(F.mse_loss(s.float(), t.detach().float()))
+    return torch.stack(terms).mean()
+
+
+def finetune_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """Eq. 8: L_ft = sum_k weights[k] * terms[k] (paper: diff 1.0, out_kd 2.0, feat_kd 0.1).
+
+    Only the terms present are summed (fine-tuning without distillation passes `diff` alone);
+    a term without a weight is an error, so a misspelt config key cannot silently drop it.
+    """
+    missing = [k for k in terms if k not in weights]
+    if missing:
+        raise KeyError(f"no loss weight for term(s) {missing}; weights given: {sorted(weights)}")
+    return sum(weights[k] * v for k, v in terms.items())
+
+
+eq8_loss = finetune_loss
+
+
+def esd_target(eps_uncond: Tensor, eps_cond: Tensor, eta: float) -> Tensor:
+    """Negative-guidance target of ESD (paper Eq. 6 with ESD's guidance, eta 1):
+    eps(x_t, "") - eta * (eps(x_t, c) - eps(x_t, "")), both from the frozen model."""
+    return eps_uncond - eta * (eps_cond - eps_uncond)
+
+
+def esd_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """The ESD / bilevel upper loss (Eq. 6): ||eps_S(x_t, t, c) - target||^2 (mean over elements),
+    with `target` from `esd_target` (a constant: no gradient flows into the frozen model)."""
+    return F.mse_loss(pred.float(), target.detach().float())
