@@ -14,9 +14,13 @@ Two sources, both returning `(x_t, t)` with `t` a DDPM timestep in 0..999 per sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from torch import Tensor
+
+from pruneforget.unlearn.esd import EsdBatch
 
 
 class PartialSampler:
@@ -78,3 +82,56 @@ def forward_noise(
     noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
     t = t.to(latents.device)
     return scheduler.add_noise(latents, noise, t), t
+
+
+@dataclass
+class PromptPool:
+    """Text embeddings of the concept prompts, one tensor (n_k, L, D) per concept, each prompt
+    paired with its reference ("" or its anchor, by the target mode); `uncond` is the empty
+    prompt (1, L, D), the negative prompt of partial sampling."""
+
+    cond: list[Tensor]
+    reference: list[Tensor]
+    uncond: Tensor
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """`n` (prompt, reference) embedding pairs: a concept uniformly, then one of its prompts,
+        so every concept gets the same share of steps whatever its number of prompts."""
+        concepts = torch.randint(len(self.cond), (n,), generator=generator).tolist()
+        picks = [int(torch.randint(len(self.cond[k]), (1,), generator=generator)) for k in concepts]
+        cond = torch.stack([self.cond[k][i] for k, i in zip(concepts, picks)])
+        reference = torch.stack([self.reference[k][i] for k, i in zip(concepts, picks)])
+        return cond, reference
+
+
+class SampledBatches:
+    """ESD's batches: a concept prompt, then x_t by partial sampling with the model being trained."""
+
+    def __init__(self, pool: PromptPool, sampler: PartialSampler, batch_size: int):
+        self.pool, self.sampler, self.batch_size = pool, sampler, batch_size
+
+    def __call__(self, unet: UNet2DConditionModel, generator: torch.Generator) -> EsdBatch:
+        cond, reference = self.pool.draw(self.batch_size, generator)
+        uncond = self.pool.uncond.expand(self.batch_size, -1, -1)
+        stop = self.sampler.draw_stop(generator)
+        x_t, t = self.sampler(unet, cond, uncond, stop, generator)
+        return EsdBatch(x_t, t, cond, reference)
+
+
+class NoisedImageBatches:
+    """The authors' bilevel batches: a real image of a concept, forward-noised; its caption is c.
+
+    `latents` holds the scaled VAE latents' posterior mean and std of every image (N, C, h, w);
+    `cond` / `reference` the embeddings of each image's caption and of its reference."""
+
+    def __init__(self, scheduler: DDPMScheduler, mean: Tensor, std: Tensor, cond: Tensor, reference: Tensor, batch_size: int):
+        if not len(mean) == len(std) == len(cond) == len(reference):
+            raise ValueError("every concept image needs a latent mean, std, caption and reference embedding")
+        self.scheduler, self.mean, self.std = scheduler, mean, std
+        self.cond, self.reference, self.batch_size = cond, reference, batch_size
+
+    def __call__(self, unet: UNet2DConditionModel, generator: torch.Generator) -> EsdBatch:
+        idx = torch.randint(len(self.mean), (self.batch_size,), generator=generator)
+        latents = self.mean[idx] + self.std[idx] * torch.randn(self.mean[idx].shape, generator=generator).to(self.mean.device)
+        x_t, t = forward_noise(self.scheduler, latents, generator)
+        return EsdBatch(x_t, t, self.cond[idx], self.reference[idx])
