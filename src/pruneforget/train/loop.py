@@ -1,0 +1,393 @@
+"""The one training loop: fine-tuning (Eq. 8), ESD and the bilevel method (Algorithm 1) are
+configurations of it.
+
+A run is a set of named **objectives** and a **schedule** `step -> objective name`:
+
+    fine-tuning      {"ft"}                      every step "ft"
+    bilevel (paper)  {"lower", "upper"}          K lower steps, then one upper step
+    authors' code    {"lower", "upper"}          an upper step after every 10 lower steps
+
+An objective owns the parameters it updates, its loss (batch -> named terms, `total` is
+backpropagated), its batches, and its own AdamW optimizer and learning-rate schedule. A global
+step is one optimizer step of one objective over the effective batch (micro-batches x processes
+x accumulation). The schedule is a pure function of the global step, and batches are addressed
+by sample position (see train/batches.py), so a resumed run continues exactly: same data, same
+place in a K-cycle, same optimizer and schedule state, same RNG state.
+
+Built on accelerate: device placement, DDP, bf16 autocast, `accelerator.accumulate`,
+`save_state` / `load_state` checkpoints. Writes into the work directory:
+
+    metrics.csv     step, objective, lr, seconds, and every loss term
+    eval.csv        step and whatever the evaluation callback returns (every `eval_every` steps)
+    cost.json       per objective: steps, seconds per step, peak memory
+    checkpoints/    step-NNNNNNNN/ (accelerate state + loop state), the latest `keep_checkpoints`
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from diffusers.optimization import get_scheduler
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from pruneforget.io import write_json
+from pruneforget.train.metrics_log import CsvLog
+
+Batch = Mapping[str, Tensor]
+LossFn = Callable[[Mapping[str, nn.Module], Batch], Mapping[str, Tensor]]
+
+
+@dataclass
+class Objective:
+    """One kind of optimizer step.
+
+    `loss(models, batch)` gets the prepared (possibly DDP-wrapped) trainable models by name and a
+    batch on the device, and returns named scalar terms including `total`. `batches(positions)`
+    returns the batch for those sample positions (CPU tensors; deterministic in the positions).
+    `terms` names the terms logged to metrics.csv.
+    """
+
+    name: str
+    params: Sequence[nn.Parameter]
+    loss: LossFn
+    batches: Callable[[Sequence[int]], Batch]
+    lr: float
+    warmup_steps: int = 0
+    lr_schedule: str = "constant_with_warmup"
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = None
+    optimizer: str = "adamw"  # adamw (the paper's; weight_decay 0 is Adam) | sgd (plain gradient steps, for tests)
+    terms: Sequence[str] = ("total",)
+
+
+@dataclass
+class LoopSettings:
+    """How the loop runs (the parts of a config section that are not the objectives)."""
+
+    steps: int
+    micro_batch_size: int
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 0  # 0: no checkpoints
+    keep_checkpoints: int = 1
+    eval_every: int = 0  # 0: no periodic evaluation
+    log_every: int = 1
+    find_unused_parameters: bool = False
+    progress: bool = True
+
+
+def constant_schedule(name: str) -> Callable[[int], str]:
+    """Every step is the same objective (fine-tuning, ESD)."""
+    return lambda step: name
+
+
+def cycle_schedule(lower: str, upper: str, k: int) -> Callable[[int], str]:
+    """Algorithm 1's alternation: K `lower` steps, then one `upper` step, repeated
+    (the authors' code is K = 10)."""
+    if k < 1:
+        raise ValueError(f"a cycle needs K >= 1 lower steps, got {k}")
+    return lambda step: upper if step % (k + 1) == k else lower
+
+
+def objective_step_counts(schedule: Callable[[int], str], start: int, stop: int) -> dict[str, int]:
+    """How many of steps start..stop-1 each objective takes."""
+    counts: dict[str, int] = {}
+    for s in range(start, stop):
+        counts[schedule(s)] = counts.get(schedule(s), 0) + 1
+    return counts
+
+
+class LoopState:
+    """The loop's own resumable state, checkpointed with accelerate's `register_for_checkpointing`."""
+
+    def __init__(self, fingerprint: dict):
+        self.step = 0
+        self.counts: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self.peak_memory: dict[str, int] = {}
+        self.fingerprint = fingerprint
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "counts": dict(self.counts), "seconds": dict(self.seconds),
+                "peak_memory": dict(self.peak_memory), "fingerprint": self.fingerprint}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["fingerprint"] != self.fingerprint:
+            raise ValueError(
+                f"the checkpoint was written by a run with other settings ({state['fingerprint']}) than this one "
+                f"({self.fingerprint}); delete the work directory to start over"
+            )
+        self.step, self.counts = state["step"], dict(state["counts"])
+        self.seconds, self.peak_memory = dict(state["seconds"]), dict(state["peak_memory"])
+
+
+def make_accelerator(settings: LoopSettings, work_dir: Path | None = None) -> Accelerator:
+    """An Accelerator for `settings`; logs to TensorBoard under work_dir when it is installed."""
+    try:
+        import tensorboard  # noqa: F401
+
+        log_with = "tensorboard" if work_dir is not None else None
+    except ImportError:
+        log_with = None
+    return Accelerator(
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        mixed_precision=settings.mixed_precision,
+        log_with=log_with,
+        project_dir=str(work_dir) if work_dir is not None else None,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=settings.find_unused_parameters)],
+    )
+
+
+def make_optimizer(objective: Objective) -> torch.optim.Optimizer:
+    """The objective's optimizer: AdamW (paper: betas 0.9 / 0.999, no weight decay) or plain SGD."""
+    if objective.optimizer == "adamw":
+        return torch.optim.AdamW(objective.params, lr=objective.lr, betas=tuple(objective.betas),
+                                 weight_decay=objective.weight_decay)
+    if objective.optimizer == "sgd":
+        return torch.optim.SGD(objective.params, lr=objective.lr, weight_decay=objective.weight_decay)
+    raise ValueError(f"objective {objective.name!r}: unknown optimizer {objective.optimizer!r} (adamw or sgd)")
+
+
+def trajectory_settings(settings: LoopSettings) -> dict:
+    """The settings a resumed run must share with the checkpoint to continue the same trajectory
+    (evaluation, logging and checkpoint frequency may change between attempts)."""
+    keys = ("steps", "micro_batch_size", "gradient_accumulation_steps", "mixed_precision")
+    return {k: getattr(settings, k) for k in keys}
+
+
+def micro_batch_positions(count: int, micro: int, settings: LoopSettings, accelerator: Accelerator) -> range:
+    """Sample positions of one micro-batch: the objective's `count`-th step, micro-batch `micro`
+    on this process. Consecutive, so 2 micro-batches of b cover the same samples as 1 of 2b."""
+    g = (count * settings.gradient_accumulation_steps + micro) * accelerator.num_processes + accelerator.process_index
+    b = settings.micro_batch_size
+    return range(g * b, (g + 1) * b)
+
+
+def _to_device(batch: Batch, device: torch.device) -> dict:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def _peak_memory(device: torch.device) -> int:
+    """Peak bytes since the last reset: CUDA allocations on GPU, the process RSS high-water mark on CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _checkpoints(work_dir: Path) -> list[Path]:
+    root = work_dir / "checkpoints"
+    return sorted(root.glob("step-[0-9]*")) if root.exists() else []
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A loss term became NaN or infinite; the message names the step and every term."""
+
+
+def train(
+    objectives: Sequence[Objective],
+    schedule: Callable[[int], str],
+    models: Mapping[str, nn.Module],
+    settings: LoopSettings,
+    work_dir: Path,
+    *,
+    evaluate: Callable[[int], Mapping[str, float]] | None = None,
+    on_step_end: Callable[[int, dict], None] | None = None,
+    accelerator: Accelerator | None = None,
+    fingerprint: dict | None = None,
+) -> dict:
+    """Run `settings.steps` global steps, resuming from the latest checkpoint in `work_dir`.
+
+    `models` are the trainable modules (prepared by accelerate; objectives' params live in them).
+    `evaluate(step)` runs on the main process at step 0 (fresh runs), every `eval_every` steps and
+    at the end; its dict becomes a row of eval.csv. `on_step_end(step, record)` runs after each
+    step's logging, evaluation and checkpoint. Returns the cost summary (also cost.json).
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    by_name = {o.name: o for o in objectives}
+    if len(by_name) != len(objectives):
+        raise ValueError(f"objective names must be unique: {[o.name for o in objectives]}")
+    total_counts = objective_step_counts(schedule, 0, settings.steps)
+    unknown = set(total_counts) - set(by_name)
+    if unknown:
+        raise ValueError(f"the schedule names objective(s) {sorted(unknown)}; defined: {sorted(by_name)}")
+
+    accelerator = accelerator or make_accelerator(settings, work_dir)
+    accelerator.gradient_accumulation_steps = settings.gradient_accumulation_steps
+    names = list(models)
+    if settings.gradient_checkpointing:
+        for m in models.values():
+            if hasattr(m, "enable_gradient_checkpointing"):
+                m.enable_gradient_checkpointing()
+    for m in models.values():
+        m.train()
+
+    optimizers, lr_schedules = {}, {}
+    for o in objectives:
+        optimizers[o.name] = make_optimizer(o)
+        lr_schedules[o.name] = get_scheduler(o.lr_schedule, optimizers[o.name], num_warmup_steps=o.warmup_steps,
+                                             num_training_steps=max(total_counts.get(o.name, 0), 1))
+    prepared = accelerator.prepare(*[models[n] for n in names], *[optimizers[o.name] for o in objectives])
+    prepared_models = dict(zip(names, prepared[: len(names)]))
+    optimizers = dict(zip([o.name for o in objectives], prepared[len(names):]))
+    # Schedules are stepped by hand once per optimizer step of their objective, so warm-up counts
+    # optimizer steps whatever the number of processes (accelerate's prepared schedulers would
+    # advance once per process).
+    state = LoopState({**(fingerprint or {}), **trajectory_settings(settings),
+                       "objectives": [o.name for o in objectives]})
+    for o in objectives:
+        accelerator.register_for_checkpointing(lr_schedules[o.name])
+    accelerator.register_for_checkpointing(state)
+
+    existing = _checkpoints(work_dir)
+    if existing:
+        accelerator.load_state(str(existing[-1]))
+    start = state.step
+
+    term_names = list(dict.fromkeys(t for o in objectives for t in o.terms))
+    metrics = CsvLog(work_dir / "metrics.csv", ["objective", "lr", "seconds", *term_names], resume_step=start) \
+        if accelerator.is_main_process else None
+    eval_log = None
+    if accelerator.log_with:
+        accelerator.init_trackers("train")
+
+    def run_evaluation(step: int) -> None:
+        nonlocal eval_log
+        if evaluate is not None and accelerator.is_main_process:
+            for m in models.values():
+                m.eval()
+            with torch.no_grad():
+                row = dict(evaluate(step))
+            for m in models.values():
+                m.train()
+            if eval_log is None:
+                eval_log = CsvLog(work_dir / "eval.csv", list(row), resume_step=step)
+            eval_log.log(step, **row)
+            accelerator.log({f"eval/{k}": v for k, v in row.items()}, step=step)
+        accelerator.wait_for_everyone()
+
+    if evaluate is not None and start == 0 and settings.eval_every:
+        run_evaluation(0)
+    elif evaluate is not None and accelerator.is_main_process and (work_dir / "eval.csv").exists():
+        # Resumed: keep the rows up to the checkpoint, append from there.
+        columns = [c for c in pd.read_csv(work_dir / "eval.csv", nrows=0).columns if c != "step"]
+        eval_log = CsvLog(work_dir / "eval.csv", columns, resume_step=start)
+
+    device = accelerator.device
+    bar = tqdm(total=settings.steps, initial=start, desc="train", disable=not (settings.progress and accelerator.is_local_main_process))
+    for step in range(start, settings.steps):
+        name = schedule(step)
+        obj, optimizer, lr_schedule = by_name[name], optimizers[name], lr_schedules[name]
+        count = state.counts.get(name, 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        for m in models.values():
+            m.zero_grad(set_to_none=True)  # no stale gradients from another objective's step
+        sums: dict[str, float] = {}
+        for micro in range(settings.gradient_accumulation_steps):
+            batch = _to_device(obj.batches(micro_batch_positions(count, micro, settings, accelerator)), device)
+            with accelerator.accumulate(*prepared_models.values()), accelerator.autocast():
+                terms = obj.loss(prepared_models, batch)
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                if not all(math.isfinite(v) for v in values.values()):
+                    listed = ", ".join(f"{k}={v}" for k, v in values.items())
+                    raise NonFiniteLoss(f"non-finite loss at step {step + 1} (objective {name!r}, micro-batch {micro}): {listed}")
+                accelerator.backward(terms["total"])
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v / settings.gradient_accumulation_steps
+        if not accelerator.sync_gradients:
+            raise RuntimeError("gradient accumulation is out of step with the optimizer (accelerate did not sync)")
+        if obj.max_grad_norm:
+            accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
+        optimizer.step()
+        lr_schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        state.counts[name] = count + 1
+        state.seconds[name] = state.seconds.get(name, 0.0) + seconds
+        state.peak_memory[name] = max(state.peak_memory.get(name, 0), _peak_memory(device))
+        state.step = step + 1
+        record = {"objective": name, "lr": lr_schedule.get_last_lr()[0], "seconds": seconds, **sums}
+        if accelerator.num_processes > 1:
+            means = accelerator.reduce(torch.tensor([sums[k] for k in sums], device=device), "mean")
+            record.update(dict(zip(sums, means.tolist())))
+        if settings.log_every and (state.step % settings.log_every == 0 or state.step == settings.steps):
+            if metrics is not None:
+                metrics.log(state.step, **record)
+            accelerator.log({f"{name}/{k}": v for k, v in record.items() if k != "objective"}, step=state.step)
+        bar.update(1)
+        bar.set_postfix(obj=name, total=f"{sums.get('total', float('nan')):.4f}")
+        if evaluate is not None and settings.eval_every and (state.step % settings.eval_every == 0 or state.step == settings.steps):
+            run_evaluation(state.step)  # before the checkpoint: a resumed run never misses a row
+        if settings.checkpoint_every and state.step % settings.checkpoint_every == 0:
+            save_checkpoint(accelerator, work_dir, state.step, settings.keep_checkpoints)
+        if on_step_end is not None:
+            on_step_end(state.step, record)
+    bar.close()
+    accelerator.wait_for_everyone()
+    cost = cost_summary(state, settings, accelerator)
+    if accelerator.is_main_process:
+        write_json(work_dir / "cost.json", cost)
+    accelerator.end_training()
+    for m in models.values():
+        m.eval()
+    return cost
+
+
+def save_checkpoint(accelerator: Accelerator, work_dir: Path, step: int, keep: int) -> Path:
+    """accelerate's `save_state` into checkpoints/step-NNNNNNNN, written beside and renamed (a crash
+    mid-save leaves no half checkpoint to resume from); keeps the latest `keep`."""
+    root = work_dir / "checkpoints"
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in _checkpoints(work_dir)[: -max(keep, 1)]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def cost_summary(state: LoopState, settings: LoopSettings, accelerator: Accelerator) -> dict:
+    """Seconds per step and peak memory per objective (cost.json). On CPU the memory is the
+    process's RSS high-water mark (it never decreases, so it is an upper bound per objective)."""
+    device = accelerator.device
+    return {
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "memory_measure": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "ru_maxrss (process high-water mark)",
+        "num_processes": accelerator.num_processes,
+        "micro_batch_size": settings.micro_batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "effective_batch_size": settings.micro_batch_size * settings.gradient_accumulation_steps * accelerator.num_processes,
+        "mixed_precision": settings.mixed_precision,
+        "gradient_checkpointing": settings.gradient_checkpointing,
+        "objectives": {
+            name: {"steps": n, "seconds_total": state.seconds[name], "seconds_per_step": state.seconds[name] / n,
+                   "peak_memory_bytes": state.peak_memory[name]}
+            for name, n in state.counts.items()
+        },
+    }
