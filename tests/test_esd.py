@@ -8,7 +8,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from pruneforget.models.tiny import build_unet
-from pruneforget.unlearn.esd import EsdBatch, esd_goal, esd_step_loss, in_subset, subset_parameters
+from pruneforget.unlearn.esd_step import EsdBatch, esd_goal, esd_step_loss, in_subset, subset_parameters
 from pruneforget.unlearn.xt import PartialSampler
 
 UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "attention_heads": [2, 2], "norm_num_groups": 4}
@@ -49,14 +49,13 @@ def test_anchor_target_is_the_frozen_prediction_for_the_anchor():
 
 def test_step_loss_is_mse_to_the_goal_and_only_the_trained_model_gets_gradients():
     unet, frozen, batch = small_unet(0), small_unet(1).requires_grad_(False), random_batch()
-    loss, logs = esd_step_loss(unet, frozen, batch, target="empty", eta=1.0)
+    loss = esd_step_loss(unet, frozen, batch, target="empty", eta=1.0)
     with torch.no_grad():
         f_ref = frozen(batch.x_t, batch.t, batch.reference).sample
         f_c = frozen(batch.x_t, batch.t, batch.cond).sample
         pred = unet(batch.x_t, batch.t, batch.cond).sample
     by_hand = ((pred - (2 * f_ref - f_c)) ** 2).mean()
     torch.testing.assert_close(loss.detach(), by_hand, rtol=1e-4, atol=1e-6)
-    assert logs["esd"] == pytest.approx(float(by_hand), rel=1e-4)
     loss.backward()
     assert all(p.grad is not None for p in unet.parameters() if p.requires_grad)
 
@@ -86,11 +85,12 @@ def test_partial_sampling_is_the_guided_ddim_loop_stopped_early(tiny_pipe):
     g = torch.Generator().manual_seed(0)
     cond, uncond = torch.randn(1, 16, 384, generator=g), torch.randn(1, 16, 384, generator=g)
     sampler = PartialSampler(tiny_pipe, steps=10, guidance=3.0)
-    x_t, t = sampler(unet, cond, uncond, stop=4, generator=torch.Generator().manual_seed(5))
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    x_t, t = sampler(unet, cond, uncond, stop=4, noise=noise)
 
     ddim = DDIMScheduler.from_config({**tiny_pipe.scheduler.config, "clip_sample": False})
     ddim.set_timesteps(10)
-    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    x = noise.clone()
     with torch.no_grad():
         for step in ddim.timesteps[:4]:
             f_u = unet(x, step, uncond).sample
@@ -99,4 +99,4 @@ def test_partial_sampling_is_the_guided_ddim_loop_stopped_early(tiny_pipe):
     torch.testing.assert_close(x_t, x, rtol=1e-4, atol=1e-5)
     assert t.tolist() == [int(ddim.timesteps[4])]
     with pytest.raises(ValueError, match="stop must be in 1..9"):
-        sampler(unet, cond, uncond, stop=10, generator=g)
+        sampler(unet, cond, uncond, stop=10, noise=noise)

@@ -27,7 +27,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNe
 from torch import Tensor
 
 from pruneforget.train.batches import EpochOrder, sample_generator
-from pruneforget.unlearn.esd import EsdBatch
+from pruneforget.unlearn.esd_step import EsdBatch
 
 XT_STREAM = 7  # the seed stream of unlearning batches (train/batches.py uses 0 and 1)
 

@@ -1,4 +1,4 @@
-"""ESD (Gandikota et al., "Erasing Concepts from Diffusion Models", ICCV 2023): the step loss, its
+"""One ESD step (Gandikota et al., "Erasing Concepts from Diffusion Models", ICCV 2023): the loss, its
 target modes and its parameter subsets. The same step loss is the bilevel method's upper level.
 
 One ESD step: x_t comes from partially sampling the concept prompt c with the model being trained
@@ -31,8 +31,6 @@ TARGETS = ("empty", "anchor_guidance", "anchor")
 
 # Parameter subsets, as ESD's code names them (train_esd.py `train_method`).
 SUBSETS = ("xattn", "noxattn", "full")
-# The two-stage method names of the workflow; `esd` takes the subset the config gives its setting.
-METHOD_SUBSETS = {"esdx": "xattn", "esdu": "noxattn"}
 
 
 def in_subset(name: str, subset: str) -> bool:
@@ -87,12 +85,11 @@ def esd_goal(frozen: nn.Module, batch: EsdBatch, target: str, eta: float) -> Ten
     return esd_target(f_reference, f_cond, eta)
 
 
-def esd_step_loss(unet: nn.Module, frozen: nn.Module, batch: EsdBatch, *, target: str, eta: float) -> tuple[Tensor, dict]:
-    """The ESD loss of one batch, ||unet(x_t, t, c) - goal||^2, and its logged value.
+def esd_step_loss(unet: nn.Module, frozen: nn.Module, batch: EsdBatch, *, target: str, eta: float) -> Tensor:
+    """The ESD loss of one batch, ||unet(x_t, t, c) - goal||^2 (`losses.esd_loss`).
 
     This is the one per-step ESD loss: two-stage ESD and the bilevel upper level both call it.
     """
     goal = esd_goal(frozen, batch, target, eta)
     pred = unet(batch.x_t, batch.t, batch.cond).sample
-    loss = esd_loss(pred, goal)
-    return loss, {"esd": float(loss.detach())}
+    return esd_loss(pred, goal)
