@@ -7,6 +7,7 @@ Every error names the offending key (dotted path, e.g. `base.unet.steps`) and ho
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,6 +83,9 @@ def check_config(config: dict) -> None:
                 "or set world.download: true"
             )
 
+    if config.get("unlearn"):
+        check_unlearn(config["unlearn"], world)
+
     pretrained = config.get("base", {}).get("pretrained")
     if isinstance(pretrained, str):
         if is_local_path(pretrained):
@@ -96,6 +100,44 @@ def check_config(config: dict) -> None:
                 f"base.pretrained: {pretrained!r} is neither a hub id (org/name) nor a local path "
                 "(starting with /, ./, ../ or ~); write it as one of those"
             )
+
+
+def check_unlearn(unlearn: dict, world: dict) -> None:
+    """The `unlearn` section against the world: in the tiny world every concept, guide and preserved
+    concept is a style of world.styles; nothing is both erased and preserved; ConceptPrune's
+    templates use only {subject} and {concept}, and the `world` subjects exist only in the tiny world."""
+    tiny = world.get("kind") == "tiny"
+    styles = world.get("styles", {})
+    for setting in ("artists", "global"):
+        s = unlearn.get(setting)
+        if not s:
+            continue
+        key = f"unlearn.{setting}"
+        both = sorted(set(s["concepts"]) & set(s["preserve"]))
+        if both:
+            raise ConfigError(f"{key}: {both} are both in concepts and in preserve; a concept is either erased or kept")
+        if tiny:
+            named = [("concepts", c) for c in s["concepts"]] + [("preserve", c) for c in s["preserve"]]
+            named += [("guide", s["guide"])] if s["guide"] else []
+            for field, value in named:
+                if value not in styles:
+                    raise ConfigError(
+                        f"{key}.{field}: {value!r} is not a style of world.styles (known: {', '.join(styles)}); "
+                        "in the tiny world concepts are styles"
+                    )
+        pairs = s["prompt_pairs"]
+        if pairs["subjects"] == "world" and not tiny:
+            raise ConfigError(
+                f"{key}.prompt_pairs.subjects: 'world' (colour-shape subjects) exists only in the tiny world; "
+                "use things or humans (config/prompts/)"
+            )
+        for field in ("base", "target"):
+            names = {name for _, name, _, _ in string.Formatter().parse(pairs[field]) if name is not None}
+            if not names <= {"subject", "concept"}:
+                raise ConfigError(
+                    f"{key}.prompt_pairs.{field}: {pairs[field]!r} uses {sorted(names - {'subject', 'concept'})}; "
+                    "templates may use only {subject} and {concept}"
+                )
 
 
 def _step_counts(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

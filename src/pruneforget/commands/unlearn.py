@@ -1,0 +1,82 @@
+"""`unlearn`: remove a setting's concepts from a model with one method (UCE, ConceptPrune, ...).
+
+Writes OUT as a pipeline directory plus `unlearn.json` (method, setting, concepts, seconds, what
+changed), atomically. A bad config section, an unknown concept word or a model without
+cross-attention fails before any work and before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from pruneforget.cli import parse_params
+from pruneforget.io import atomic_dir, write_json
+from pruneforget.models.load import load_pipeline
+from pruneforget.unlearn import METHODS, method_module
+from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
+from pruneforget.unlearn.prompts import concept_set
+
+SETTINGS = ("artists", "global")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", required=True, choices=sorted(METHODS), help="unlearning method")
+    p.add_argument("--model", required=True, type=Path, help="pipeline directory to unlearn from (the distilled model)")
+    p.add_argument("--data", type=Path, default=None, help="data directory (its world.json gives the tiny world's prompt subjects)")
+    p.add_argument("--setting", required=True, choices=SETTINGS, help="which concept set of the config: artists or global")
+    p.add_argument("--params", required=True, type=parse_params,
+                   help="the `unlearn` config section as JSON: the setting's concepts and the method's parameters")
+    p.add_argument("--seed", type=int, default=0, help="seed of anything the method samples")
+    p.add_argument("--out", required=True, type=Path, help="output pipeline directory")
+
+
+def save_model(pipe, out: Path) -> None:
+    """Save with the pruning library's `save_pipeline` when it exists (it keeps a pruned UNet's
+    architecture code next to its sliced weights), else with diffusers' `save_pretrained`."""
+    try:
+        from pruneforget.prune.expert import save_pipeline
+    except ImportError:
+        pipe.save_pretrained(out)
+    else:
+        save_pipeline(pipe, out)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = args.params
+    try:
+        for key in (args.setting, args.method):
+            if key not in cfg:
+                raise UnlearnInputError(f"the unlearn config section has no {key!r} entry (has {sorted(cfg)}); add unlearn.{key}")
+        module = method_module(args.method)
+        if hasattr(module, "check_params"):
+            module.check_params(cfg[args.method])
+        concepts = concept_set(cfg[args.setting], args.data)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        pipe = load_pipeline(args.model, device=device)
+        validate_concepts(pipe, concepts)
+    except UnlearnInputError as exc:
+        raise SystemExit(f"unlearn: {exc}") from exc
+
+    start = time.perf_counter()
+    with atomic_dir(args.out) as tmp:
+        pipe, stats = module.unlearn(pipe, concepts, cfg[args.method], seed=args.seed, work_dir=tmp)
+        seconds = time.perf_counter() - start
+        save_model(pipe, tmp)
+        write_json(tmp / "unlearn.json", {
+            "method": args.method,
+            "setting": args.setting,
+            "concepts": list(concepts.erase),
+            "guide": concepts.guide,
+            "preserve": list(concepts.preserve),
+            "params": cfg[args.method],
+            "seed": args.seed,
+            "model": str(args.model),
+            "device": device,
+            "seconds": round(seconds, 3),
+            "stats": stats,
+        })
+    print(f"{args.method} removed {list(concepts.erase)} from {args.model} in {seconds:.1f} s on {device}; wrote {args.out}")
