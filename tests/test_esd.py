@@ -3,6 +3,9 @@ sampling is the guided DDIM loop stopped early, and only the chosen parameter su
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 import torch
 from diffusers import DDIMScheduler
@@ -100,3 +103,75 @@ def test_partial_sampling_is_the_guided_ddim_loop_stopped_early(tiny_pipe):
     assert t.tolist() == [int(ddim.timesteps[4])]
     with pytest.raises(ValueError, match="stop must be in 1..9"):
         sampler(unet, cond, uncond, stop=10, noise=noise)
+
+
+PAIRS = {
+    "stripes": (("a red circle", "a red circle in the style of stripes"), ("a blue star", "a blue star in the style of stripes")),
+    "dots": (("a red circle", "a red circle in the style of dots"),),
+}
+ESD = {"target": "empty", "eta": 1.0, "lr": 1e-3, "steps": 2, "batch_size": 1, "sample_steps": 3, "guidance": 3.0,
+       "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"}, "prompts": {"artists": "pairs", "global": "pairs"},
+       "log_every": 1}
+
+
+def changed_parameters(before: dict, unet) -> set[str]:
+    return {n for n, p in unet.named_parameters() if not torch.equal(before[n], p.detach())}
+
+
+@pytest.mark.parametrize("method", ["esdx", "esdu", "esd"])
+def test_only_the_chosen_subset_changes(tiny_pipe, tmp_path, method):
+    from pruneforget.unlearn.concepts import ConceptSet
+    from pruneforget.unlearn.esd import method_params, unlearn
+
+    params = method_params(ESD, method, "global")  # esd on the global setting: noxattn
+    before = {n: p.detach().clone() for n, p in tiny_pipe.unet.named_parameters()}
+    unlearn(tiny_pipe, ConceptSet(erase=("stripes", "dots"), pairs=PAIRS), params, seed=0, work_dir=tmp_path)
+    changed = changed_parameters(before, tiny_pipe.unet)
+    assert changed
+    if method == "esdx":
+        assert all(".attn2." in n for n in changed)
+    else:
+        assert not any("attn2" in n for n in changed)
+        assert not any(n.startswith(("time_embedding.", "conv_out.", "conv_norm_out.")) for n in changed)
+    log = pd.read_csv(tmp_path / "metrics.csv")
+    assert log["step"].tolist() == [1, 2] and set(log["objective"]) == {"esd"} and log["esd"].notna().all()
+    assert json.loads((tmp_path / "cost.json").read_text())["objectives"]["esd"]["steps"] == 2
+
+
+def test_esd_prompts_pair_each_concept_prompt_with_its_anchor():
+    from pruneforget.unlearn.concepts import ConceptSet
+    from pruneforget.unlearn.esd import esd_prompts
+
+    concepts = ConceptSet(erase=("stripes", "dots"), pairs=PAIRS)
+    assert esd_prompts(concepts, "pairs", "plain") == [
+        [("a red circle in the style of stripes", "a red circle in the style of plain"),
+         ("a blue star in the style of stripes", "a blue star in the style of plain")],
+        [("a red circle in the style of dots", "a red circle in the style of plain")],
+    ]
+    assert esd_prompts(concepts, "name", "art") == [[("stripes", "art")], [("dots", "art")]]
+    nudity = ConceptSet(erase=("nudity",), pairs={"a photo of a naked {subject}": (("a photo of a man", "a photo of a naked man"),)})
+    assert esd_prompts(nudity, "pairs", "plain") == [[("a photo of a naked man", "a photo of a man")]]
+
+
+@pytest.mark.parametrize("target", ["empty", "anchor_guidance", "anchor"])
+def test_prompt_pool_references_follow_the_target_mode(tiny_pipe, target):
+    from pruneforget.train.base import encode_captions
+    from pruneforget.unlearn.esd import prompt_pool
+
+    groups = [[("a red circle in the style of stripes", "a red circle in the style of plain")]]
+    pool = prompt_pool(tiny_pipe, groups, target)
+    c, anchor, empty = encode_captions(tiny_pipe, ["a red circle in the style of stripes", "a red circle in the style of plain", ""])
+    torch.testing.assert_close(pool.cond[0][0], c)
+    torch.testing.assert_close(pool.reference[0][0], empty if target == "empty" else anchor)
+    torch.testing.assert_close(pool.uncond, empty)
+
+
+def test_bad_esd_params_fail_before_work(tiny_pipe):
+    from pruneforget.unlearn.concepts import ConceptSet, UnlearnInputError
+    from pruneforget.unlearn.esd import method_params, unlearn
+
+    concepts = ConceptSet(erase=("stripes",), pairs=PAIRS)
+    for bad, match in [({"target": "negative"}, "target"), ({"subset": "attn"}, "subset"), ({"sample_steps": 1}, "sample_steps")]:
+        params = {**method_params(ESD, "esdx", "artists"), **bad}
+        with pytest.raises(UnlearnInputError, match=match):
+            unlearn(tiny_pipe, concepts, params)

@@ -33,7 +33,7 @@ from pruneforget.train.base import encode_captions
 from pruneforget.train.loop import LoopSettings, Objective, constant_schedule, make_accelerator, train
 from pruneforget.train.upper import UpperContext, build_upper
 from pruneforget.unlearn import Unlearned
-from pruneforget.unlearn.concepts import ConceptSet, UnlearnInputError
+from pruneforget.unlearn.concepts import ConceptSet, UnlearnInputError, validate_concepts
 from pruneforget.unlearn.esd_step import SUBSETS, TARGETS
 from pruneforget.unlearn.xt import ConceptPrompts, PartialSampler, PromptPool
 
@@ -118,6 +118,7 @@ def unlearn(pipe: StableDiffusionPipeline, concepts: ConceptSet, params: dict, *
     """Run ESD on `pipe` (in place) for `params['steps']` steps; `params` as `method_params` gives
     them. Writes metrics.csv and cost.json into `work_dir`."""
     check_params(params)
+    validate_concepts(pipe, concepts)
     if work_dir is None:
         with tempfile.TemporaryDirectory() as tmp:
             return unlearn(pipe, concepts, params, seed=seed, work_dir=tmp)
@@ -144,7 +145,7 @@ def unlearn(pipe: StableDiffusionPipeline, concepts: ConceptSet, params: dict, *
         return {"esd": value, "total": value}
 
     objective = Objective(name="esd", params=list(upper.params.values()), loss=loss, batches=batches, lr=params["lr"],
-                          lr_schedule="constant", terms=("esd",), grad_masks=upper.grad_masks)
+                          lr_schedule="constant", terms=("esd", "total"), grad_masks=upper.grad_masks)
     fingerprint = {"method": "esd", "subset": params["subset"], "target": params["target"], "seed": seed}
     cost = train([objective], constant_schedule("esd"), {"unet": unet}, settings, Path(work_dir),
                  accelerator=accelerator, fingerprint=fingerprint)
