@@ -175,3 +175,26 @@ def test_bad_esd_params_fail_before_work(tiny_pipe):
         params = {**method_params(ESD, "esdx", "artists"), **bad}
         with pytest.raises(UnlearnInputError, match=match):
             unlearn(tiny_pipe, concepts, params)
+
+
+def test_unlearn_command_runs_esd_and_records_the_resolved_parameters(tiny_pipe, tmp_path):
+    from pruneforget.cli import main
+    from pruneforget.io import write_json
+    from pruneforget.models.load import load_pipeline
+
+    tiny_pipe.save_pretrained(tmp_path / "model")
+    write_json(tmp_path / "data" / "world.json",
+               {"kind": "tiny", "labels": {"shape": ["circle"], "colour": ["red", "blue"], "style": ["plain", "stripes"]}})
+    config = {"artists": {"concepts": ["stripes"], "guide": "plain", "preserve": [],
+                          "prompt_pairs": {"subjects": "world", "base": "a {subject}", "target": "a {subject} in the style of {concept}"}},
+              "esd": ESD}
+    out = tmp_path / "esd-artists-s1"
+    main(["unlearn", "--method", "esd", "--setting", "artists", "--model", str(tmp_path / "model"), "--data",
+          str(tmp_path / "data"), "--params", json.dumps(config), "--seed", "1", "--out", str(out)])
+    record = json.loads((out / "unlearn.json").read_text())
+    assert record["params"]["subset"] == "xattn" and record["params"]["prompts"] == "pairs"
+    assert record["stats"]["prompts"] == 2  # red circle, blue circle
+    assert (out / "metrics.csv").exists() and (out / "cost.json").exists()
+    edited = load_pipeline(out).unet.state_dict()
+    changed = {k for k, v in tiny_pipe.unet.state_dict().items() if not torch.equal(v, edited[k])}
+    assert changed and all(".attn2." in k for k in changed)
