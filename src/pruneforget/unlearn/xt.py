@@ -103,14 +103,17 @@ class PromptPool:
 
 class ConceptPrompts:
     """ESD batches by sample position: a concept uniformly (so each concept gets the same share of
-    steps whatever its number of prompts), one of its prompts uniformly, the initial noise of
-    partial sampling and the step to stop at (uniform in 1..steps-1)."""
+    steps whatever its number of prompts), one of its prompts uniformly, and the initial noise of
+    partial sampling; one step to stop at (uniform in 1..steps-1) per batch, drawn from its first
+    position, so a batch is one partial-sampling run (ESD draws one t per batch too)."""
 
     def __init__(self, pool: PromptPool, latent_shape: Sequence[int], sample_steps: int, seed: int):
         self.pool, self.latent_shape, self.sample_steps, self.seed = pool, tuple(latent_shape), sample_steps, seed
 
     def __call__(self, positions: Sequence[int]) -> dict[str, Tensor]:
-        cond, reference, noise, stop = [], [], [], []
+        cond, reference, noise = [], [], []
+        positions = list(positions)
+        stop = int(torch.randint(1, self.sample_steps, (1,), generator=sample_generator(self.seed, positions[0], XT_STREAM + 1)))
         for p in positions:
             g = sample_generator(self.seed, p, stream=XT_STREAM)
             k = int(torch.randint(len(self.pool.cond), (1,), generator=g))
@@ -118,10 +121,9 @@ class ConceptPrompts:
             cond.append(self.pool.cond[k][i])
             reference.append(self.pool.reference[k][i])
             noise.append(torch.randn(self.latent_shape, generator=g))
-            stop.append(int(torch.randint(1, self.sample_steps, (1,), generator=g)))
         n = len(cond)
         return {"cond": torch.stack(cond), "reference": torch.stack(reference), "noise": torch.stack(noise),
-                "stop": torch.tensor(stop), "uncond": self.pool.uncond.expand(n, -1, -1).clone()}
+                "stop": torch.full((n,), stop), "uncond": self.pool.uncond.expand(n, -1, -1).clone()}
 
 
 def forward_noise(scheduler: DDPMScheduler, latents: Tensor, t: Tensor, noise: Tensor) -> Tensor:
