@@ -48,6 +48,7 @@ include: "rules/base.smk"
 include: "rules/sample.smk"
 include: "rules/score.smk"
 include: "rules/figures.smk"
+include: "rules/finetune.smk"
 include: "rules/unlearn.smk"
 
 

@@ -54,3 +54,22 @@ def final_targets():
     if config["world"]["kind"] == "tiny":
         return ["figures/teacher_quality.pdf", f"results/{SCALE}/evaluator"]
     return [data_dir(), f"results/{SCALE}/base"]
+
+
+def finetune_evaluator(wildcards):
+    """The tiny world judges fine-tuning with its ground-truth evaluator; sd21 uses FID instead."""
+    return f"results/{wildcards.scale}/evaluator" if config["world"]["kind"] == "tiny" else []
+
+
+def evaluator_flag(wildcards):
+    evaluator = finetune_evaluator(wildcards)
+    return f"--evaluator {evaluator}" if evaluator else ""
+
+
+def launcher(group):
+    """`python -m pruneforget`, or accelerate's launcher with one process per GPU of the group's
+    resources (DDP; the effective batch stays the config's)."""
+    gpus = config["resources"].get(group, {}).get("gpu", 0)
+    if gpus > 1:
+        return f"accelerate launch --multi_gpu --num_processes {gpus} -m pruneforget"
+    return "python -m pruneforget"

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "generate images for a prompt set: PNGs plus a manifest"),
     "judge": ("judge", "score a tiny-world sample set with the ground-truth evaluator"),
     "report-base": ("report_base", "teacher quality figure: sample grid and evaluator accuracies"),
+    "finetune": ("finetune", "fine-tune a (pruned) student with distillation (Eq. 8) or the diffusion loss, with periodic evaluation"),
     "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune|esdx|esdu|esd (closed-form edit / skilled-weight pruning / ESD fine-tuning)"),
 }
 

@@ -62,9 +62,15 @@ def resumable_dir(out: str | os.PathLike) -> Iterator[Path]:
     never matches `out`, so Snakemake and DVC never take it for the finished artifact.
     """
     out = Path(out)
-    work = out.parent / f".{out.name}.work"
+    work = resumable_work_path(out)
     work.mkdir(parents=True, exist_ok=True)
     yield work
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     os.replace(work, out)
+
+
+def resumable_work_path(out: str | os.PathLike) -> Path:
+    """The work directory `resumable_dir(out)` uses (for processes that share it without renaming)."""
+    out = Path(out)
+    return out.parent / f".{out.name}.work"

@@ -138,8 +138,10 @@ class LoopState:
         self.seconds, self.peak_memory = dict(state["seconds"]), dict(state["peak_memory"])
 
 
-def make_accelerator(settings: LoopSettings, work_dir: Path | None = None) -> Accelerator:
-    """An Accelerator for `settings`; logs to TensorBoard under work_dir when it is installed."""
+def make_accelerator(mixed_precision: str = "no", work_dir: Path | None = None,
+                     find_unused_parameters: bool = False) -> Accelerator:
+    """An Accelerator (device, DDP under `accelerate launch` / torchrun, mixed precision); logs to
+    TensorBoard under work_dir when tensorboard is installed. `train` sets its accumulation steps."""
     try:
         import tensorboard  # noqa: F401
 
@@ -147,11 +149,10 @@ def make_accelerator(settings: LoopSettings, work_dir: Path | None = None) -> Ac
     except ImportError:
         log_with = None
     return Accelerator(
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        mixed_precision=settings.mixed_precision,
+        mixed_precision=mixed_precision,
         log_with=log_with,
         project_dir=str(work_dir) if work_dir is not None else None,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=settings.find_unused_parameters)],
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
 
 
@@ -229,7 +230,7 @@ def train(
     if unknown:
         raise ValueError(f"the schedule names objective(s) {sorted(unknown)}; defined: {sorted(by_name)}")
 
-    accelerator = accelerator or make_accelerator(settings, work_dir)
+    accelerator = accelerator or make_accelerator(settings.mixed_precision, work_dir, settings.find_unused_parameters)
     accelerator.gradient_accumulation_steps = settings.gradient_accumulation_steps
     names = list(models)
     if settings.gradient_checkpointing:
@@ -283,7 +284,9 @@ def train(
             accelerator.log({f"eval/{k}": v for k, v in row.items()}, step=step)
         accelerator.wait_for_everyone()
 
-    if evaluate is not None and start == 0 and settings.eval_every:
+    # Evaluation steps depend on settings only: every process reaches the same barriers, while
+    # only the main one (which alone may hold an `evaluate`) evaluates.
+    if settings.eval_every and start == 0:
         run_evaluation(0)
     elif evaluate is not None and accelerator.is_main_process and (work_dir / "eval.csv").exists():
         # Resumed: keep the rows up to the checkpoint, append from there.
@@ -341,7 +344,7 @@ def train(
             accelerator.log({f"{name}/{k}": v for k, v in record.items() if k != "objective"}, step=state.step)
         bar.update(1)
         bar.set_postfix(obj=name, total=f"{sums.get('total', float('nan')):.4f}")
-        if evaluate is not None and settings.eval_every and (state.step % settings.eval_every == 0 or state.step == settings.steps):
+        if settings.eval_every and (state.step % settings.eval_every == 0 or state.step == settings.steps):
             run_evaluation(state.step)  # before the checkpoint: a resumed run never misses a row
         if settings.checkpoint_every and state.step % settings.checkpoint_every == 0:
             save_checkpoint(accelerator, work_dir, state.step, settings.keep_checkpoints)
@@ -352,7 +355,8 @@ def train(
     cost = cost_summary(state, settings, accelerator)
     if accelerator.is_main_process:
         write_json(work_dir / "cost.json", cost)
-    accelerator.end_training()
+    for tracker in accelerator.trackers:
+        tracker.finish()  # not end_training(): it ends the process group, and callers may still sync
     for m in models.values():
         m.eval()
     return cost

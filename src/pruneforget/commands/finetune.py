@@ -1,0 +1,151 @@
+"""`finetune`: fine-tune a (pruned) student on D_f, with distillation from the teacher (Eq. 8) or
+the plain diffusion loss, from its pruned weights or a random initialisation of its architecture.
+
+Writes a pipeline directory plus metrics.csv, eval.csv, cost.json and run_config.json; resumes
+from the checkpoints in `.<out>.work` after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from diffusers import DDPMScheduler, UNet2DConditionModel
+
+from pruneforget.cli import parse_params
+from pruneforget.io import resumable_dir, resumable_work_path, write_json
+from pruneforget.models.load import load_pipeline
+from pruneforget.sample import spread_subset
+from pruneforget.train.data import StreamedPairs, load_images_at, pipeline_resolution, precomputed_pairs, read_split
+from pruneforget.train.evaluate import EvalSettings, FinetuneEvaluation
+from pruneforget.train.finetune import check_same_base, finetune_objective, loop_settings, reinitialise
+from pruneforget.train.loop import constant_schedule, make_accelerator, train
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expert", required=True, type=Path, help="student pipeline directory (a pruned expert, or any pipeline)")
+    p.add_argument("--teacher", required=True, type=Path, help="the unpruned base pipeline the expert was pruned from")
+    p.add_argument("--data", required=True, type=Path, help="data directory from prepare-data (finetune.csv = D_f, val.csv)")
+    p.add_argument("--evaluator", type=Path, default=None,
+                   help="tiny world: ground-truth evaluator directory (Frechet distance in its feature space); "
+                        "sd21: leave out (FID with clean-fid)")
+    p.add_argument("--loss", choices=["kd", "diff"], default="kd", help="kd: Eq. 8 with distillation; diff: diffusion loss only")
+    p.add_argument("--init", choices=["pruned", "random"], default="pruned",
+                   help="pruned: the expert's weights; random: fresh weights of the same architecture (seeded)")
+    p.add_argument("--seed", type=int, default=0, help="seed for data order, noise, timesteps and random init")
+    p.add_argument("--params", required=True, type=parse_params, help="the `finetune` config section as JSON")
+    p.add_argument("--out", required=True, type=Path, help="output run directory (a pipeline plus training records)")
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Everything that can be wrong before any model is loaded, named with its fix."""
+    for flag, path in (("--expert", args.expert), ("--teacher", args.teacher), ("--data", args.data)):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{flag} {path}: no such directory")
+    if args.evaluator is not None and not (args.evaluator / "config.json").exists():
+        raise FileNotFoundError(f"--evaluator {args.evaluator}: no evaluator there (config.json missing); run train-evaluator")
+    if args.evaluator is None and not args.params.get("fid_reference") and (args.data / "world.json").exists() \
+            and _world_kind(args.data) == "tiny":
+        raise ValueError("the tiny world evaluates fine-tuning with its ground-truth evaluator: pass --evaluator DIR")
+    check_same_base(args.expert, args.teacher)
+
+
+def _world_kind(data_dir: Path) -> str:
+    from pruneforget.world.tables import read_world
+
+    return read_world(data_dir).get("kind", "tiny")
+
+
+def save_model(pipe, work: Path) -> None:
+    """Save the fine-tuned pipeline into `work` (pruned or not): prune-core's `save_pipeline`
+    where it exists (it writes the expert's arch_code.json), else `save_pretrained`."""
+    try:
+        from pruneforget.prune.expert import save_pipeline
+    except ImportError:
+        pipe.save_pretrained(work, safe_serialization=True)
+        return
+    staged = save_pipeline(pipe, work / ".pipeline")  # atomic by itself, so staged beside the records
+    for child in staged.iterdir():
+        os.replace(child, work / child.name)
+    staged.rmdir()
+
+
+def build_evaluation(pipe, args: argparse.Namespace, cfg: dict, size: int) -> FinetuneEvaluation:
+    """Held-out val images and captions for the periodic evaluation (see train/evaluate.py)."""
+    settings = EvalSettings.from_config(cfg["eval"])
+    val = read_split(args.data, "val")
+    rows = spread_subset(val, settings.denoising_images) if settings.denoising_images else val
+    prompts = spread_subset(val, settings.prompts)["caption"].tolist()
+    evaluator = real = None
+    if args.evaluator is not None:
+        from pruneforget.metrics.evaluator import load_evaluator
+
+        evaluator = load_evaluator(args.evaluator)
+        real = load_images_at(args.data, val, size)
+    fid_reference = cfg.get("fid_reference") or (None if evaluator is not None else _image_folder(args.data, val))
+    return FinetuneEvaluation(pipe, settings, denoise_images=load_images_at(args.data, rows, size),
+                              denoise_captions=rows["caption"].tolist(), prompts=prompts, evaluator=evaluator,
+                              real_images=real, fid_reference=fid_reference)
+
+
+def _image_folder(data_dir: Path, table) -> str:
+    """The one folder holding a table's images (COCO's val2017/): clean-fid's reference."""
+    folders = {str((data_dir / p).parent) for p in table["image"]}
+    if len(folders) != 1:
+        raise ValueError(f"val images lie in {len(folders)} folders; set finetune.fid_reference to one folder or a clean-fid stats name")
+    return folders.pop()
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = args.params
+    check_inputs(args)
+    table = read_split(args.data, "finetune", cfg.get("limit"))
+    accelerator = make_accelerator(cfg["mixed_precision"], resumable_work_path(args.out))
+    settings = loop_settings(cfg, accelerator.num_processes)
+    print(f"finetune: {len(table)} (image, caption) pairs, loss {args.loss}, init {args.init}, seed {args.seed}, "
+          f"{settings.steps} steps of {cfg['batch_size']} ({settings.micro_batch_size} x {accelerator.num_processes} "
+          f"process(es) x {settings.gradient_accumulation_steps} accumulation)")
+
+    # Every process trains in the same work directory; only the main one renames it at the end.
+    main = accelerator.is_main_process
+    with resumable_dir(args.out) if main else contextlib.nullcontext(resumable_work_path(args.out)) as work:
+        device = accelerator.device
+        pipe = load_pipeline(args.expert)
+        pipe.vae.requires_grad_(False).eval()
+        pipe.text_encoder.requires_grad_(False).eval()
+        if args.init == "random":
+            reinitialise(pipe.unet, args.seed)
+        pipe.to(device)
+        teacher = None
+        if args.loss == "kd":
+            teacher = UNet2DConditionModel.from_pretrained(args.teacher, subfolder="unet").to(device)
+        scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        size = cfg.get("resolution") or pipeline_resolution(pipe)
+        if cfg["precompute"]:
+            images = load_images_at(args.data, table, size)
+            batches = precomputed_pairs(pipe, images, table["caption"].tolist(), scheduler, args.seed, cfg["caption_dropout"])
+        else:
+            batches = StreamedPairs(pipe, args.data, table, size, scheduler, args.seed, cfg["caption_dropout"])
+        evaluation = build_evaluation(pipe, args, cfg, size) if cfg["eval_every"] and accelerator.is_main_process else None
+
+        objective = finetune_objective(pipe.unet, teacher, batches, scheduler, cfg)
+        fingerprint = {"loss": args.loss, "init": args.init, "seed": args.seed, "lr": cfg["lr"], "pairs": len(table)}
+        train([objective], constant_schedule("ft"), {"unet": pipe.unet}, settings, work, evaluate=evaluation,
+              accelerator=accelerator, fingerprint=fingerprint)
+
+        if accelerator.is_main_process:
+            save_model(pipe, work)
+            write_json(work / "run_config.json", {
+                "expert": str(args.expert), "teacher": str(args.teacher), "data": str(args.data),
+                "evaluator": str(args.evaluator) if args.evaluator else None, "loss": args.loss, "init": args.init,
+                "seed": args.seed, "params": cfg, "pairs": len(table), "resolution": int(size),
+                "num_processes": accelerator.num_processes,
+            })
+            shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        accelerator.wait_for_everyone()
+    accelerator.end_training()
+    print(f"wrote {args.out}")
+

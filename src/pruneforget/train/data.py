@@ -1,0 +1,111 @@
+"""Fine-tuning data D_f and held-out images as the training loop and evaluation need them.
+
+Two batch sources with the same per-position randomness (train/batches.py), so they give the
+same batches where both apply:
+- `LatentTextPairs` (batches.py): every image and caption encoded once up front (tiny world);
+- `StreamedPairs`: images read, resized and encoded per micro-batch (MS-COCO at sd21, where
+  591,753 captions and 118k images at 512 px do not fit in memory as latents).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+from torch import Tensor
+
+from pruneforget.images import to_tensor_range
+from pruneforget.train.base import encode_captions, encode_latents
+from pruneforget.train.batches import EpochOrder, LatentTextPairs, denoising_batch, sample_generator
+from pruneforget.world.tables import read_table
+
+
+def pipeline_resolution(pipe: StableDiffusionPipeline) -> int:
+    """Pixel size the pipeline's UNet works at (latent size x the VAE's downsampling)."""
+    return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+
+def read_split(data_dir: str | os.PathLike, split: str, limit: int | None = None) -> pd.DataFrame:
+    """A split's rows with a caption, optionally the first `limit` (a smoke-test subset);
+    an empty result is an error naming the table."""
+    table = read_table(data_dir, split)
+    table = table[table["caption"].str.strip() != ""].reset_index(drop=True)
+    if limit:
+        table = table.iloc[:limit]
+    if table.empty:
+        raise ValueError(f"{Path(data_dir) / (split + '.csv')} has no rows with a caption: nothing to train or evaluate on")
+    return table
+
+
+def load_image_at(path: str | os.PathLike, size: int) -> np.ndarray:
+    """One RGB image as uint8 (size, size, 3): shorter side resized to `size` (bicubic, as SD's
+    training scripts), then centre-cropped. Images already at `size` are returned unchanged."""
+    image = Image.open(path).convert("RGB")
+    if image.size != (size, size):
+        w, h = image.size
+        scale = size / min(w, h)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image)
+
+
+def load_images_at(data_dir: str | os.PathLike, table: pd.DataFrame, size: int) -> np.ndarray:
+    """The table's images (paths relative to `data_dir`, or absolute) as uint8 (N, size, size, 3)."""
+    root = Path(data_dir)
+    return np.stack([load_image_at(root / p, size) for p in table["image"]])
+
+
+def precomputed_pairs(pipe: StableDiffusionPipeline, images: np.ndarray, captions: Sequence[str], scheduler,
+                      seed: int, caption_dropout: float) -> LatentTextPairs:
+    """Encode every image and distinct caption once (plus "" for caption dropout)."""
+    mean, std = encode_latents(pipe, images)
+    vocab = sorted(set(captions) | {""})
+    lookup = {c: i for i, c in enumerate(vocab)}
+    return LatentTextPairs(mean, std, torch.tensor([lookup[c] for c in captions]), encode_captions(pipe, vocab),
+                           lookup[""], pipe.vae.config.scaling_factor, scheduler, seed, caption_dropout)
+
+
+class StreamedPairs:
+    """Denoising batches encoded on the fly: sample position p draws exactly what
+    `LatentTextPairs` draws (example, latent sample, noise, t, caption dropout), then reads and
+    encodes only the images and captions of the micro-batch with the pipeline's frozen VAE and
+    text encoder."""
+
+    def __init__(self, pipe: StableDiffusionPipeline, data_dir: str | os.PathLike, table: pd.DataFrame, size: int,
+                 scheduler, seed: int, caption_dropout: float = 0.0):
+        self.pipe, self.root, self.size = pipe, Path(data_dir), size
+        self.paths, self.captions = table["image"].tolist(), table["caption"].tolist()
+        self.scheduler, self.seed, self.caption_dropout = scheduler, seed, caption_dropout
+        self.order = EpochOrder(len(table), seed)
+        f = int(pipe.vae_scale_factor)
+        self.latent_shape = (pipe.vae.config.latent_channels, size // f, size // f)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @torch.no_grad()
+    def __call__(self, positions: Sequence[int]) -> dict[str, Tensor]:
+        idx, z, noise, t, captions = [], [], [], [], []
+        for p in positions:
+            g = sample_generator(self.seed, p)
+            i = self.order(p)
+            idx.append(i)
+            z.append(torch.randn(self.latent_shape, generator=g))
+            noise.append(torch.randn(self.latent_shape, generator=g))
+            t.append(int(torch.randint(self.scheduler.config.num_train_timesteps, (1,), generator=g)))
+            dropped = float(torch.rand(1, generator=g)) < self.caption_dropout
+            captions.append("" if dropped else self.captions[i])
+        pixels = to_tensor_range(np.stack([load_image_at(self.root / self.paths[i], self.size) for i in idx]))
+        vae, device = self.pipe.vae, self.pipe.vae.device
+        dist = vae.encode(pixels.to(device, vae.dtype)).latent_dist
+        x0 = (dist.mean.float().cpu() + dist.std.float().cpu() * torch.stack(z)) * vae.config.scaling_factor
+        text = self.pipe.encode_prompt(captions, self.pipe.text_encoder.device, 1, False)[0].float().cpu()
+        return denoising_batch(self.scheduler, x0, torch.stack(noise), torch.tensor(t), text)
