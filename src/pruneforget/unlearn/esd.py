@@ -123,7 +123,7 @@ def unlearn(pipe: StableDiffusionPipeline, concepts: ConceptSet, params: dict, *
         with tempfile.TemporaryDirectory() as tmp:
             return unlearn(pipe, concepts, params, seed=seed, work_dir=tmp)
     settings = LoopSettings(steps=params["steps"], micro_batch_size=params["batch_size"], log_every=params["log_every"])
-    accelerator = make_accelerator(settings, Path(work_dir))
+    accelerator = make_accelerator(settings.mixed_precision, Path(work_dir))
     pipe.to(accelerator.device)
     pipe.vae.requires_grad_(False)
     pipe.text_encoder.requires_grad_(False)
