@@ -26,15 +26,17 @@ saliency-masked ESD), with any ESD target mode.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from pruneforget.train.finetune import FT_TERMS, distillation_terms
-from pruneforget.train.loop import Objective, cycle_schedule
-from pruneforget.train.upper import UPPER, Upper
+from pruneforget.train.loop import LoopSettings, Objective, cycle_schedule, objective_step_counts, train
+from pruneforget.train.upper import UPPER, Upper, UpperContext, build_upper
 
 MODES = ("shared", "separate")
 XT_SOURCES = ("sample", "images")
@@ -188,3 +190,29 @@ def bilevel_objectives(settings: BilevelSettings, theta: nn.Module, vartheta: nn
                                 batches=upper_batches(upper_source, ft_batches, upper_batch_size, with_ft),
                                 lr=settings.upper_lr, terms=UPPER_TERMS, grad_masks=upper.grad_masks, **common)
     return [lower, upper_objective]
+
+
+def train_bilevel(settings: BilevelSettings, theta: nn.Module, teacher: nn.Module, ctx: UpperContext, upper_cfg: dict,
+                  ft_batches, scheduler, ft_cfg: dict, loop: LoopSettings, work_dir: Path, *, evaluate=None,
+                  accelerator=None, fingerprint: dict | None = None, on_step_end=None) -> dict:
+    """Run Algorithm 1 for `loop.steps` = `settings.steps` total iterations on `theta` (in place),
+    resuming from `work_dir`'s checkpoints. Returns the loop's cost summary (also cost.json).
+
+    `ctx` gives the upper objective's frozen target model, batches and sampler; `upper_cfg` the
+    method's own settings (batch_size; saliency_fraction and saliency_batches for esd-saliency)."""
+    if loop.steps != settings.steps:
+        raise BilevelInputError(f"the loop runs {loop.steps} steps but bilevel.steps is {settings.steps}")
+    teacher.requires_grad_(False).eval()
+    theta.requires_grad_(True)
+    vartheta = copy.deepcopy(theta) if settings.mode == "separate" else None
+    upper = build_upper(settings.upper_method, theta, ctx, upper_cfg)
+    objectives = bilevel_objectives(settings, theta, vartheta, teacher, upper, ctx.batches, ft_batches, scheduler,
+                                    ft_cfg, upper_cfg.get("batch_size"))
+    models = {"unet": theta} if vartheta is None else {"unet": theta, "vartheta": vartheta}
+    print_counts = objective_step_counts(schedule(settings.k), 0, settings.steps)
+    print(f"bilevel ({settings.mode}): {settings.steps} iterations = {print_counts.get('lower', 0)} lower + "
+          f"{print_counts.get('upper', 0)} upper (K = {settings.k}, lambda = {settings.lam}, upper {settings.upper_method})")
+    fingerprint = {**(fingerprint or {}), "mode": settings.mode, "k": settings.k, "lam": settings.lam,
+                   "upper": settings.upper_method}
+    return train(objectives, schedule(settings.k), models, loop, work_dir, evaluate=evaluate,
+                 accelerator=accelerator, fingerprint=fingerprint, on_step_end=on_step_end)
