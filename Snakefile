@@ -50,10 +50,12 @@ include: "rules/score.smk"
 include: "rules/figures.smk"
 include: "rules/finetune.smk"
 include: "rules/unlearn.smk"
+include: "rules/bilevel.smk"
 
 
 localrules:
     all,
+    bilevel_sweep,
 
 
 rule all:

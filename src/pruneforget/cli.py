@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report-base": ("report_base", "teacher quality figure: sample grid and evaluator accuracies"),
     "finetune": ("finetune", "fine-tune a (pruned) student with distillation (Eq. 8) or the diffusion loss, with periodic evaluation"),
     "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune|esdx|esdu|esd (closed-form edit / skilled-weight pruning / ESD fine-tuning)"),
+    "bilevel": ("bilevel", "fine-tune a pruned expert and remove concepts in one run (Algorithm 1; --variant code: the authors' code)"),
 }
 
 
