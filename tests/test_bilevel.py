@@ -223,3 +223,118 @@ def test_resume_mid_cycle_reproduces_an_uninterrupted_run(parts, tmp_path):
 def test_bad_settings_are_rejected_naming_the_key(change, match):
     with pytest.raises(BilevelInputError, match=match):
         settings(**copy.deepcopy(change))
+
+
+# --- the `bilevel` command on a tiny random world -------------------------------------------
+
+FINETUNE = {
+    "steps": 99, "batch_size": 2, "micro_batch_size": 2, "lr": 1e-3, "lr_schedule": "constant_with_warmup",
+    "warmup_steps": 0, "betas": [0.9, 0.999], "weight_decay": 0.0, "max_grad_norm": None, "snr_gamma": 5.0,
+    "loss_weights": {"diff": 1.0, "out_kd": 2.0, "feat_kd": 0.1}, "caption_dropout": 0.0, "mixed_precision": "no",
+    "gradient_checkpointing": False, "precompute": True, "resolution": None, "limit": None, "checkpoint_every": 0,
+    "log_every": 1, "eval_every": 0, "fid_reference": None,
+    "eval": {"prompts": 2, "sample_steps": 2, "guidance": 3.0, "denoising_images": 2, "timesteps_per_image": 1,
+             "batch_size": 2, "seed": 0},
+}
+PAIRS = {"subjects": "world", "base": "a {subject}", "target": "a {subject} in the style of {concept}"}
+UNLEARN = {
+    "artists": {"concepts": ["stripes"], "guide": "plain", "preserve": [], "prompt_pairs": PAIRS},
+    "global": {"concepts": ["stripes"], "guide": None, "preserve": [], "prompt_pairs": PAIRS},
+    "esd": {"target": "empty", "eta": 1.0, "lr": 1e-3, "steps": 2, "batch_size": 1, "sample_steps": 3, "guidance": 3.0,
+            "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"},
+            "prompts": {"artists": "pairs", "global": "pairs"}, "log_every": 1},
+}
+COMMAND = {
+    "mode": "shared", "steps": 3, "k": 2, "lam": 10.0, "lower_lr": 1e-3, "upper_lr": 5e-3, "warmup_steps": 0,
+    "eval_every": 3, "checkpoint_every": 0, "log_every": 1,
+    "upper": {"method": "esdall", "x_t": "sample", "target_model": "teacher", "target": None, "batch_size": 1,
+              "saliency_fraction": 0.1, "saliency_batches": 1},
+    "code": {"lam": 0.0, "k": 2, "upper": {"x_t": "images"}},
+    "sweep": {"lambdas": [0, 10], "Ks": [2]},
+}
+STYLES = ["plain", "stripes", "waves"]
+
+
+def write_world(root):
+    """train (every style, with labels), finetune (no stripes or waves), val, world.json."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, styles in (("train", STYLES), ("finetune", ["plain"]), ("val", ["plain", "stripes"])):
+        (root / "images" / split).mkdir(parents=True)
+        rows = []
+        for i, (style, colour) in enumerate([(s, c) for s in styles for c in ("red", "blue")]):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / "images" / split / f"{i}.png")
+            rows.append({"image": f"images/{split}/{i}.png", "caption": f"a {colour} circle in the style of {style}",
+                         "image_id": i, "style": style, "shape": "circle", "colour": colour, "style_word": style})
+        pd.DataFrame(rows).to_csv(root / f"{split}.csv", index=False)
+    labels = {"style": STYLES, "shape": ["circle"], "colour": ["red", "blue"]}
+    (root / "world.json").write_text(json.dumps({"kind": "tiny", "labels": labels}))
+
+
+@pytest.fixture()
+def workspace(tmp_path, tiny_pipe):
+    from pruneforget.metrics.evaluator import Evaluator, EvaluatorNet, save_evaluator
+
+    tiny_pipe.save_pretrained(tmp_path / "base")
+    tiny_pipe.save_pretrained(tmp_path / "expert")
+    write_world(tmp_path / "data")
+    torch.manual_seed(0)
+    labels = {"style": STYLES, "shape": ["circle"], "colour": ["red", "blue"]}
+    save_evaluator(Evaluator(EvaluatorNet({k: len(v) for k, v in labels.items()}, width=4, feature_dim=6), labels,
+                             image_size=16), tmp_path / "evaluator")
+    return tmp_path
+
+
+def bilevel_command(ws, out, params=COMMAND, *extra):
+    from pruneforget.cli import main
+
+    main(["bilevel", "--expert", str(ws / "expert"), "--teacher", str(ws / "base"), "--data", str(ws / "data"),
+          "--evaluator", str(ws / "evaluator"), "--setting", "artists", "--seed", "0", "--params", json.dumps(params),
+          "--finetune", json.dumps(FINETUNE), "--unlearn", json.dumps(UNLEARN), "--out", str(ws / out), *extra])
+
+
+def test_bilevel_command_writes_a_run_directory_and_continues_with_an_added_concept(workspace):
+    from pruneforget.models.load import load_pipeline
+
+    bilevel_command(workspace, "bilevel-artists-s0")
+    out = workspace / "bilevel-artists-s0"
+    for name in ("model_index.json", "metrics.csv", "eval.csv", "cost.json", "run_config.json"):
+        assert (out / name).exists(), name
+    assert not (workspace / ".bilevel-artists-s0.work").exists() and not (out / "checkpoints").exists()
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["objective"].tolist() == ["lower", "lower", "upper"]
+    assert metrics.loc[2, ["upper", "ft_theta", "G"]].notna().all()
+    assert pd.read_csv(out / "eval.csv")["step"].tolist() == [0, 3]
+    assert {k: v["steps"] for k, v in json.loads((out / "cost.json").read_text())["objectives"].items()} == {"lower": 2, "upper": 1}
+    record = json.loads((out / "run_config.json").read_text())
+    assert record["concepts"] == ["stripes"] and record["variant"] == "paper" and record["params"]["lam"] == 10.0
+    tuned, start = load_pipeline(out).unet.state_dict(), load_pipeline(workspace / "expert").unet.state_dict()
+    assert any(not torch.equal(tuned[k], start[k]) for k in start)
+
+    # Continual: from the unlearned model, add waves; stripes stays in the upper objective's list.
+    bilevel_command(workspace, "continual", COMMAND, "--expert", str(out), "--add-concept", "waves")
+    assert json.loads((workspace / "continual" / "run_config.json").read_text())["concepts"] == ["stripes", "waves"]
+
+
+def test_authors_variant_runs_from_concept_images_without_a_penalty(workspace):
+    bilevel_command(workspace, "bilevelcode-artists-s0", COMMAND, "--variant", "code")
+    out = workspace / "bilevelcode-artists-s0"
+    record = json.loads((out / "run_config.json").read_text())
+    assert record["variant"] == "code" and record["params"]["lam"] == 0.0 and record["params"]["upper"]["x_t"] == "images"
+    metrics = pd.read_csv(out / "metrics.csv")
+    upper = metrics[metrics["objective"] == "upper"]
+    assert len(upper) == 1 and upper["ft_theta"].isna().all()  # lambda 0: no fine-tuning term in the upper step
+
+
+@pytest.mark.parametrize("extra, params, match", [
+    (["--k", "0"], COMMAND, "bilevel.k"),
+    (["--lam", "-1"], COMMAND, "bilevel.lam"),
+    ([], {**COMMAND, "upper": {**COMMAND["upper"], "method": "forget-everything"}}, "bilevel.upper.method"),
+    (["--add-concept", "sparkles"], COMMAND, "'sparkles'.*not styles of the world"),
+])
+def test_bad_input_fails_before_anything_is_written(workspace, extra, params, match):
+    with pytest.raises(SystemExit, match=match):
+        bilevel_command(workspace, "bad", params, *extra)
+    assert not (workspace / "bad").exists() and not (workspace / ".bad.work").exists()
