@@ -338,3 +338,24 @@ def test_bad_input_fails_before_anything_is_written(workspace, extra, params, ma
     with pytest.raises(SystemExit, match=match):
         bilevel_command(workspace, "bad", params, *extra)
     assert not (workspace / "bad").exists() and not (workspace / ".bad.work").exists()
+
+
+def test_saliency_masked_upper_step_changes_only_the_most_salient_weights(parts, tmp_path):
+    """Separate mode, so theta moves by upper steps only: every entry that moved is in the mask,
+    and the mask keeps the requested share of weights."""
+    theta = parts["theta"]
+    start = snapshot(theta)
+    upper_cfg = {"batch_size": 2, "saliency_fraction": 0.02, "saliency_batches": 2}
+    upper = build_upper("esd-saliency", theta, parts["ctx"], upper_cfg)
+    total = sum(p.numel() for p in theta.parameters())
+    kept = sum(int(m.sum()) for _, m in upper.grad_masks)
+    assert kept == pytest.approx(0.02 * total, rel=0.01)
+    masks = {id(p): m for p, m in upper.grad_masks}
+    s = settings(mode="separate", steps=6, k=1, upper={"method": "esd-saliency"})
+    train_bilevel(s, theta, parts["teacher"], parts["ctx"], upper_cfg, parts["ft"], parts["scheduler"], FT, loop(6), tmp_path)
+    moved = 0
+    for n, p in theta.named_parameters():
+        changed = p.detach() != start[n]
+        assert not (changed & (masks[id(p)] == 0)).any(), n
+        moved += int(changed.sum())
+    assert moved > 0.5 * kept
