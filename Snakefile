@@ -60,10 +60,12 @@ include: "rules/unlearn.smk"
 report: "workflow/report/workflow.rst"
 include: "rules/finetune.smk"
 include: "rules/prune.smk"
+include: "rules/bilevel.smk"
 
 
 localrules:
     all,
+    bilevel_sweep,
 
 
 rule all:

@@ -6,7 +6,7 @@ UNLEARN_METHODS here and of `pruneforget.unlearn.METHODS`.
 """
 
 # Methods the `unlearn` rule makes (ESD adds its names here).
-UNLEARN_METHODS = ["uce", "conceptprune"]
+UNLEARN_METHODS = ["uce", "conceptprune", "esdx", "esdu", "esd"]
 
 
 rule unlearn:

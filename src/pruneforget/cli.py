@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune-static": ("prune_static", "prune the teacher to a MAC budget with a static pruner (magnitude or random)"),
     "prune-aptp": ("prune_aptp", "APTP: learn the prompt router and N architecture codes on the frozen teacher"),
     "extract-expert": ("extract_expert", "slice the APTP code closest to a MAC budget out of the teacher as a pipeline"),
+    "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune|esdx|esdu|esd (closed-form edit / skilled-weight pruning / ESD fine-tuning)"),
+    "bilevel": ("bilevel", "fine-tune a pruned expert and remove concepts in one run (Algorithm 1; --variant code: the authors' code)"),
 }
 
 

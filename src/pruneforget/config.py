@@ -87,6 +87,7 @@ def check_config(config: dict) -> None:
         check_unlearn(config["unlearn"], world)
     if "score" in config:
         _check_score(config["score"], world.get("kind"))
+    check_esd_bilevel(config, world)
 
     pretrained = config.get("base", {}).get("pretrained")
     if isinstance(pretrained, str):
@@ -185,6 +186,27 @@ def _check_score(score: dict, kind: str | None) -> None:
         for key in SCORE_SETTINGS.get(metric, ()):
             if key not in score:
                 raise ConfigError(f"score.{key}: missing; metric {metric!r} needs it (see config/sd21.yaml or config/config.yaml)")
+def check_esd_bilevel(config: dict, world: dict) -> None:
+    """ESD's anchor is a style of the tiny world; the bilevel method's x_t from concept images needs
+    the tiny world's labelled images; its total iterations hold at least one K-cycle."""
+    tiny = world.get("kind") == "tiny"
+    esd = config.get("unlearn", {}).get("esd")
+    if esd and tiny and esd["anchor"] not in world.get("styles", {}):
+        raise ConfigError(f"unlearn.esd.anchor: {esd['anchor']!r} is not a style of world.styles; "
+                          "in the tiny world the anchor is a neutral style such as plain")
+    bilevel = config.get("bilevel")
+    if not bilevel:
+        return
+    variants = {"bilevel": bilevel, "bilevel.code": {**bilevel, **bilevel.get("code", {}),
+                                                     "upper": {**bilevel["upper"], **bilevel.get("code", {}).get("upper", {})}}}
+    for key, v in variants.items():
+        if v["upper"]["x_t"] == "images" and not tiny:
+            raise ConfigError(f"{key}.upper.x_t: 'images' needs labelled images of each concept, which only the tiny "
+                              "world has; use sample")
+        for k in [v["k"], *bilevel["sweep"]["Ks"]]:
+            if bilevel["steps"] < k + 1:
+                raise ConfigError(f"bilevel.steps: {bilevel['steps']} iterations cannot hold one cycle of K = {k} lower "
+                                  f"steps and an upper step; use at least {k + 1}")
 
 
 def _step_counts(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

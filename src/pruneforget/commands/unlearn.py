@@ -48,12 +48,18 @@ def save_model(pipe, out: Path) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg = args.params
     try:
-        for key in (args.setting, args.method):
+        module = method_module(args.method)
+        # A module serving several methods (ESD: esdx, esdu, esd) reads one section and resolves
+        # the method's and setting's parameters from it.
+        section = getattr(module, "SECTION", args.method)
+        for key in (args.setting, section):
             if key not in cfg:
                 raise UnlearnInputError(f"the unlearn config section has no {key!r} entry (has {sorted(cfg)}); add unlearn.{key}")
-        module = method_module(args.method)
+        params = cfg[section]
+        if hasattr(module, "method_params"):
+            params = module.method_params(params, args.method, args.setting)
         if hasattr(module, "check_params"):
-            module.check_params(cfg[args.method])
+            module.check_params(params)
         concepts = concept_set(cfg[args.setting], args.data)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         pipe = load_pipeline(args.model, device=device)
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
-        pipe, stats = module.unlearn(pipe, concepts, cfg[args.method], seed=args.seed, work_dir=tmp)
+        pipe, stats = module.unlearn(pipe, concepts, params, seed=args.seed, work_dir=tmp)
         seconds = time.perf_counter() - start
         save_model(pipe, tmp)
         write_json(tmp / "unlearn.json", {
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
             "concepts": list(concepts.erase),
             "guide": concepts.guide,
             "preserve": list(concepts.preserve),
-            "params": cfg[args.method],
+            "params": params,
             "seed": args.seed,
             "model": str(args.model),
             "device": device,

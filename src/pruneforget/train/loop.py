@@ -70,6 +70,10 @@ class Objective:
     max_grad_norm: float | None = None
     optimizer: str = "adamw"  # adamw (the paper's; weight_decay 0 is Adam) | sgd (plain gradient steps, for tests)
     terms: Sequence[str] = ("total",)
+    # (parameter, 0/1 mask) pairs: the gradient is multiplied by the mask before the optimizer
+    # step, so entries outside it are never updated by this objective (a saliency-masked upper
+    # level, train/upper.py); other objectives' steps are unaffected.
+    grad_masks: Sequence[tuple[nn.Parameter, Tensor]] = ()
 
 
 @dataclass
@@ -221,6 +225,9 @@ def optimizer_step(obj: Objective, optimizer, lr_schedule, count: int, step: int
             sums[k] = sums.get(k, 0.0) + v / settings.gradient_accumulation_steps
     if not accelerator.sync_gradients:
         raise RuntimeError("gradient accumulation is out of step with the optimizer (accelerate did not sync)")
+    for param, mask in obj.grad_masks:  # a masked objective (e.g. saliency-masked ESD) updates only its mask
+        if param.grad is not None:
+            param.grad.mul_(mask)
     if obj.max_grad_norm:
         accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
     optimizer.step()

@@ -36,6 +36,9 @@ from diffusers import StableDiffusionPipeline
 METHODS: dict[str, str] = {
     "uce": "uce",
     "conceptprune": "conceptprune",
+    "esdx": "esd",
+    "esdu": "esd",
+    "esd": "esd",
 }
 
 

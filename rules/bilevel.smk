@@ -1,0 +1,89 @@
+"""The bilevel method (paper Algorithm 1): fine-tune expert-80 and remove a setting's concepts in
+one run. `bilevel-{setting}-s{seed}` is the paper's method, `bilevelcode-{setting}-s{seed}` what the
+authors' code does (`bilevel.code`), `bilevel-lam{lam}-K{K}-s{seed}` the lambda x K sweep on the
+artist setting (tiny; `bilevel.sweep`). Each is a pipeline directory plus metrics.csv, eval.csv,
+cost.json and run_config.json. (Two-stage ESD runs through rules/unlearn.smk: esdx, esdu, esd.)
+"""
+
+
+rule bilevel:
+    """Algorithm 1 (kind bilevel) or the authors' code (kind bilevelcode) on expert-80."""
+    input:
+        expert="results/{scale}/expert-80",
+        teacher="results/{scale}/base",
+        data="results/{scale}/data",
+        evaluator=finetune_evaluator,
+    output:
+        directory("results/{scale}/{kind}-{setting}-s{seed}"),
+    wildcard_constraints:
+        kind="bilevel|bilevelcode",
+        setting="artists|global",
+        seed=r"\d+",
+    params:
+        bilevel=lambda wc: section("bilevel"),
+        finetune=lambda wc: section("finetune"),
+        unlearn=lambda wc: section("unlearn"),
+        variant=lambda wc: "code" if wc.kind == "bilevelcode" else "paper",
+        evaluator_flag=evaluator_flag,
+        launch=launcher("bilevel"),
+    threads: threads_of("bilevel")
+    resources:
+        **resources_of("bilevel"),
+    log:
+        "logs/{scale}/bilevel/{kind}-{setting}-s{seed}.log",
+    benchmark:
+        "benchmarks/{scale}/bilevel/{kind}-{setting}-s{seed}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.launch} bilevel --expert {input.expert} --teacher {input.teacher} --data {input.data} "
+        "{params.evaluator_flag} --setting {wildcards.setting} --variant {params.variant} --seed {wildcards.seed} "
+        "--params {params.bilevel:q} --finetune {params.finetune:q} --unlearn {params.unlearn:q} "
+        "--out {output} > {log} 2>&1"
+
+
+rule bilevel_sweep_run:
+    """One point of the lambda x K sweep: Algorithm 1 on the artist setting with lambda and K set."""
+    input:
+        expert="results/{scale}/expert-80",
+        teacher="results/{scale}/base",
+        data="results/{scale}/data",
+        evaluator=finetune_evaluator,
+    output:
+        directory("results/{scale}/bilevel-lam{lam}-K{k}-s{seed}"),
+    wildcard_constraints:
+        lam=r"\d+(\.\d+)?",
+        k=r"\d+",
+        seed=r"\d+",
+    params:
+        bilevel=lambda wc: section("bilevel"),
+        finetune=lambda wc: section("finetune"),
+        unlearn=lambda wc: section("unlearn"),
+        evaluator_flag=evaluator_flag,
+        launch=launcher("bilevel"),
+    threads: threads_of("bilevel")
+    resources:
+        **resources_of("bilevel"),
+    log:
+        "logs/{scale}/bilevel/bilevel-lam{lam}-K{k}-s{seed}.log",
+    benchmark:
+        "benchmarks/{scale}/bilevel/bilevel-lam{lam}-K{k}-s{seed}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.launch} bilevel --expert {input.expert} --teacher {input.teacher} --data {input.data} "
+        "{params.evaluator_flag} --setting artists --lam {wildcards.lam} --k {wildcards.k} --seed {wildcards.seed} "
+        "--params {params.bilevel:q} --finetune {params.finetune:q} --unlearn {params.unlearn:q} "
+        "--out {output} > {log} 2>&1"
+
+
+rule bilevel_sweep:
+    """Every run of the lambda x K grid of `bilevel.sweep` for the config's seed (`snakemake bilevel_sweep`)."""
+    input:
+        expand(
+            "results/{scale}/bilevel-lam{lam}-K{k}-s{seed}",
+            scale=SCALE,
+            lam=config.get("bilevel", {}).get("sweep", {}).get("lambdas", []),
+            k=config.get("bilevel", {}).get("sweep", {}).get("Ks", []),
+            seed=config["seed"],
+        ),
