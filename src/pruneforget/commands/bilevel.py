@@ -18,9 +18,10 @@ from pathlib import Path
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from pruneforget.cli import parse_params
-from pruneforget.commands.finetune import build_evaluation, check_inputs, save_model
+from pruneforget.commands.finetune import build_evaluation, check_inputs
 from pruneforget.io import resumable_dir, resumable_work_path, write_json
 from pruneforget.models.load import load_pipeline
+from pruneforget.prune.expert import write_pipeline
 from pruneforget.train.bilevel import BilevelInputError, BilevelSettings, train_bilevel
 from pruneforget.train.bilevel_inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
 from pruneforget.train.data import StreamedPairs, load_images_at, pipeline_resolution, precomputed_pairs, read_split
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> None:
                       evaluate=evaluation, accelerator=accelerator, fingerprint=fingerprint)
 
         if main:
-            save_model(pipe, work)
+            write_pipeline(pipe, work)
             write_json(work / "run_config.json", {
                 "expert": str(args.expert), "teacher": str(args.teacher), "data": str(args.data),
                 "evaluator": str(args.evaluator) if args.evaluator else None, "setting": args.setting,

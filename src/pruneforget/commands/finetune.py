@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from pruneforget.cli import parse_params
 from pruneforget.io import resumable_dir, resumable_work_path, write_json
 from pruneforget.models.load import load_pipeline
+from pruneforget.prune.expert import write_pipeline
 from pruneforget.sample import spread_subset
 from pruneforget.train.data import StreamedPairs, load_images_at, pipeline_resolution, precomputed_pairs, read_split
 from pruneforget.train.evaluate import EvalSettings, FinetuneEvaluation
@@ -57,20 +57,6 @@ def _world_kind(data_dir: Path) -> str:
     from pruneforget.world.tables import read_world
 
     return read_world(data_dir).get("kind", "tiny")
-
-
-def save_model(pipe, work: Path) -> None:
-    """Save the fine-tuned pipeline into `work` (pruned or not): prune-core's `save_pipeline`
-    where it exists (it writes the expert's arch_code.json), else `save_pretrained`."""
-    try:
-        from pruneforget.prune.expert import save_pipeline
-    except ImportError:
-        pipe.save_pretrained(work, safe_serialization=True)
-        return
-    staged = save_pipeline(pipe, work / ".pipeline")  # atomic by itself, so staged beside the records
-    for child in staged.iterdir():
-        os.replace(child, work / child.name)
-    staged.rmdir()
 
 
 def build_evaluation(pipe, args: argparse.Namespace, cfg: dict, size: int) -> FinetuneEvaluation:
@@ -137,7 +123,7 @@ def run(args: argparse.Namespace) -> None:
               accelerator=accelerator, fingerprint=fingerprint)
 
         if accelerator.is_main_process:
-            save_model(pipe, work)
+            write_pipeline(pipe, work)
             write_json(work / "run_config.json", {
                 "expert": str(args.expert), "teacher": str(args.teacher), "data": str(args.data),
                 "evaluator": str(args.evaluator) if args.evaluator else None, "loss": args.loss, "init": args.init,

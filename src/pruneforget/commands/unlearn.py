@@ -16,6 +16,7 @@ import torch
 from pruneforget.cli import parse_params
 from pruneforget.io import atomic_dir, write_json
 from pruneforget.models.load import load_pipeline
+from pruneforget.prune.expert import write_pipeline
 from pruneforget.unlearn import METHODS, method_module
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.prompts import concept_set
@@ -32,17 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the `unlearn` config section as JSON: the setting's concepts and the method's parameters")
     p.add_argument("--seed", type=int, default=0, help="seed of anything the method samples")
     p.add_argument("--out", required=True, type=Path, help="output pipeline directory")
-
-
-def save_model(pipe, out: Path) -> None:
-    """Save with the pruning library's `save_pipeline` when it exists (it keeps a pruned UNet's
-    architecture code next to its sliced weights), else with diffusers' `save_pretrained`."""
-    try:
-        from pruneforget.prune.expert import save_pipeline
-    except ImportError:
-        pipe.save_pretrained(out)
-    else:
-        save_pipeline(pipe, out)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -71,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
     with atomic_dir(args.out) as tmp:
         pipe, stats = module.unlearn(pipe, concepts, params, seed=args.seed, work_dir=tmp)
         seconds = time.perf_counter() - start
-        save_model(pipe, tmp)
+        write_pipeline(pipe, tmp)  # not save_pipeline: that would replace tmp and drop the run records
         write_json(tmp / "unlearn.json", {
             "method": args.method,
             "setting": args.setting,
