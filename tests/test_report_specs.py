@@ -50,8 +50,8 @@ def test_table1_inputs_are_every_row_seed_and_prompt_set():
     assert "results/tiny/scores/bilevel-artists-s2/synonyms_waves/judge.json" in scores
     assert "results/tiny/scores/ft-80-kd-pruned-s1/val/frechet_evaluator.json" in scores
     assert not any("base-s" in s for s in scores)  # the teacher has no training seed
-    # 6 seeded rows x 3 seeds + the teacher; judge on 3 remove + 3 synonym sets + retain, cp on 3, frechet, denoising
-    assert len(scores) == (6 * 3 + 1) * (3 + 3 + 1 + 3 + 1 + 1)
+    # 7 seeded rows x 3 seeds + the teacher; judge on 3 remove + 3 synonym sets + retain, cp on 3, frechet, denoising
+    assert len(scores) == (7 * 3 + 1) * (3 + 3 + 1 + 3 + 1 + 1)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -81,9 +81,9 @@ def test_grids_show_the_grid_seed_and_curves_read_run_directories():
     assert fig4["runs"][:3] == ["results/tiny/ft-55-diff-pruned-s0", "results/tiny/ft-55-diff-pruned-s1",
                                 "results/tiny/ft-55-diff-pruned-s2"]
     sens = figure_inputs(resolve_figure(cfg, "fig_sensitivity"), "tiny")["scores"]
-    assert "results/tiny/scores/bilevel-lam0-K20-s0/val/frechet_evaluator.json" in sens
-    assert "results/tiny/scores/bilevel-lam100-K40-s2/retain/judge.json" in sens
-    assert not any("lam0-K40" in s for s in sens)  # one at a time, not the full grid
+    assert "results/tiny/scores/bilevel-lam0-K3-s0/val/frechet_evaluator.json" in sens
+    assert "results/tiny/scores/bilevel-lam10-K20-s2/retain/judge.json" in sens
+    assert not any("lam0-K20" in s for s in sens)  # one at a time, not the full grid
 
 
 def test_report_command_draws_a_table_from_score_files(tmp_path, monkeypatch):

@@ -87,3 +87,26 @@ def test_pairing_refuses_sets_drawn_with_other_seeds():
         pair_sample_sets(a, b)
     with pytest.raises(SampleSetError, match="has 2 images but .* has 1"):
         pair_sample_sets(a, _set("c", [(0, 0, "p0", 10)]))
+
+
+def test_judge_pipeline_draws_each_prompt_seeds_per_prompt_times_and_scores_against_its_labels(tiny_pipe):
+    from pruneforget.metrics.judge import judge_pipeline
+
+    class AlwaysStripes:  # an evaluator that sees stripes in every image
+        labels = {"style": ["plain", "stripes"], "shape": ["circle"], "colour": ["red"]}
+
+        def __init__(self):
+            self.seen = 0
+
+        def predict(self, images):
+            self.seen += len(images)
+            return {"style": ["stripes"] * len(images), "shape": ["circle"] * len(images), "colour": ["red"] * len(images)}
+
+    prompts = pd.DataFrame({"prompt": ["a red circle, stripes style", "a red circle, plain style", "a red circle"],
+                            "evaluation_seed": [5, 9, 11], "style": ["stripes", "plain", "plain"],
+                            "shape": ["circle"] * 3, "colour": ["red"] * 3})
+    evaluator = AlwaysStripes()
+    tiny_pipe.set_progress_bar_config(disable=True)
+    acc = judge_pipeline(tiny_pipe, evaluator, prompts, seeds_per_prompt=2, guidance=1.0, steps=2)
+    assert evaluator.seen == 6
+    assert acc == {"style_acc": pytest.approx(1 / 3), "shape_acc": 1.0, "colour_acc": 1.0}

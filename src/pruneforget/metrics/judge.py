@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from pruneforget.metrics.evaluator import Evaluator
-from pruneforget.sample import MANIFEST_COLUMNS
+from pruneforget.sample import MANIFEST_COLUMNS, expand_seeds, generate, prompt_seeds
 from pruneforget.world.tables import LABEL_COLUMNS
 
 JUDGE_METRIC, JUDGE_VERSION = "tiny_judge", 1
@@ -66,3 +66,14 @@ def judge_samples(samples_dir: str | os.PathLike, evaluator: Evaluator) -> dict:
     models = sorted(set(manifest["model"].astype(str))) if "model" in manifest.columns else []
     return {"metric": JUDGE_METRIC, "version": JUDGE_VERSION, "value": value, "per_style": per_style,
             "n": len(manifest), "models": models}
+
+
+def judge_pipeline(pipe, evaluator: Evaluator, prompts: pd.DataFrame, seeds_per_prompt: int,
+                   guidance: float, steps: int) -> dict[str, float]:
+    """Per-head accuracy of `pipe`'s images for a prompt table, in memory (no sample directory):
+    each prompt drawn `seeds_per_prompt` times with the sample rule's seeds. For probes and tests
+    that compare a model before and after an edit; the workflow scores sample sets instead."""
+    index, _, seeds = expand_seeds(prompt_seeds(prompts, base_seed=0), seeds_per_prompt)
+    truth = prompts.iloc[index].reset_index(drop=True).astype({h: str for h in LABEL_COLUMNS if h in prompts})
+    images = generate(pipe, truth["prompt"].tolist(), seeds, guidance, steps)
+    return score_predictions(evaluator.predict(images), truth, evaluator.labels)[0]
