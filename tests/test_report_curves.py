@@ -57,6 +57,9 @@ def test_sweep_is_one_at_a_time_around_the_default():
         ("lambda", 0, 20), ("lambda", 100, 20), ("K", 100, 5), ("K", 100, 20)]
     assert sweep_stem("bilevel-lam{lam}-K{K}", 100.0, 20) == "bilevel-lam100-K20"
     assert sweep_stem("bilevel-lam{lam}-K{K}", 0.5, 5) == "bilevel-lam0.5-K5"
+    centre = {"lam": 100, "K": 20}
+    assert sweep_stem("bilevel-lam{lam}-K{K}", 100.0, 20, centre, "bilevel-artists") == "bilevel-artists"
+    assert sweep_stem("bilevel-lam{lam}-K{K}", 100.0, 5, centre, "bilevel-artists") == "bilevel-lam100-K5"
 
 
 def test_sensitivity_table_from_sweep_scores(tmp_path):

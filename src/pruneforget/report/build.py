@@ -52,7 +52,7 @@ def _curves(spec: dict, runs: Paths, **_) -> tuple:
 
 def _sweep(spec: dict, scores: Paths, **_) -> tuple:
     frame = curves.sweep_table(tidy_scores(scores), spec["model"], spec["lambdas"], spec["Ks"], spec["default"],
-                               spec["columns"], spec["seeds"])
+                               spec["columns"], spec["seeds"], spec.get("default_model"))
     return curves.sweep_figure(frame, spec["columns"], spec["default"], spec["title"]), frame
 
 

@@ -77,11 +77,11 @@ def curve_figure(frame: pd.DataFrame, groups: list[dict], metrics: list[dict], t
 
 
 def sweep_table(tidy: pd.DataFrame, template: str, lambdas: list[float], ks: list[int], default: dict,
-                columns: list[dict], seeds: list[int]) -> pd.DataFrame:
+                columns: list[dict], seeds: list[int], default_model: str | None = None) -> pd.DataFrame:
     """Per sweep setting and column: mean, std, n over seeds (SWEEP_COLUMNS), notes for models not built."""
     out, notes = [], []
     for sweep, lam, k in sweep_settings(lambdas, ks, default):
-        stem = sweep_stem(template, lam, k)
+        stem = sweep_stem(template, lam, k, default, default_model)
         for col in columns:
             values, used = [], []
             for seed, model in row_models(stem, seeds):

@@ -27,8 +27,11 @@ def sweep_settings(lambdas: list[float], ks: list[int], default: dict) -> list[t
     return [("lambda", lam, default["K"]) for lam in lambdas] + [("K", default["lam"], k) for k in ks]
 
 
-def sweep_stem(template: str, lam: float, k: int) -> str:
-    """A sweep run's model stem, e.g. `bilevel-lam{lam}-K{K}` -> `bilevel-lam100-K20`."""
+def sweep_stem(template: str, lam: float, k: int, default: dict | None = None, default_model: str | None = None) -> str:
+    """A sweep run's model stem, e.g. `bilevel-lam{lam}-K{K}` -> `bilevel-lam100-K20`; at the
+    sweep's centre (`default`) `default_model` when one is given (the main run, trained once)."""
+    if default_model and default and (lam, k) == (default["lam"], default["K"]):
+        return default_model
     return template.format(lam=f"{lam:g}", K=k)
 
 
@@ -121,7 +124,8 @@ def figure_inputs(spec: dict, scale: str) -> dict[str, list[str]]:
     elif kind == "sweep":
         for _, lam, k in sweep_settings(spec["lambdas"], spec["Ks"], spec["default"]):
             for col in spec["columns"]:
-                scores += _scores(scale, _all_models(sweep_stem(spec["model"], lam, k), seeds), col["promptsets"], col["metric"])
+                stem = sweep_stem(spec["model"], lam, k, spec["default"], spec.get("default_model"))
+                scores += _scores(scale, _all_models(stem, seeds), col["promptsets"], col["metric"])
     elif kind == "label_decrease":
         for stem in [spec["reference"]] + [r["model"] for r in spec["rows"]]:
             scores += _scores(scale, _all_models(stem, seeds), spec["promptsets"], spec["metric"])
