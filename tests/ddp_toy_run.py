@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from pruneforget.train.batches import sample_generator
-from pruneforget.train.loop import LoopSettings, Objective, constant_schedule, make_accelerator, train
+from pruneforget.train.loop import make_accelerator, train
+from pruneforget.train.objective import LoopSettings, Objective, constant_schedule
 
 
 def batches(positions):

@@ -17,7 +17,7 @@ from pruneforget.train.batches import LatentTextPairs
 from pruneforget.train.bilevel import (BilevelInputError, BilevelSettings, bilevel_objectives, penalised_upper_terms,
                                        train_bilevel)
 from pruneforget.train.finetune import distillation_terms
-from pruneforget.train.loop import LoopSettings, objective_step_counts
+from pruneforget.train.objective import LoopSettings, objective_step_counts
 from pruneforget.train.upper import UpperContext, build_upper
 from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialSampler, PromptPool
 

@@ -11,15 +11,8 @@ import torch
 from torch import nn
 
 from pruneforget.train.batches import sample_generator
-from pruneforget.train.loop import (
-    LoopSettings,
-    NonFiniteLoss,
-    Objective,
-    constant_schedule,
-    cycle_schedule,
-    micro_batch_positions,
-    train,
-)
+from pruneforget.train.loop import NonFiniteLoss, micro_batch_positions, train
+from pruneforget.train.objective import LoopSettings, Objective, constant_schedule, cycle_schedule
 
 
 def toy_model() -> nn.Module:

@@ -11,7 +11,8 @@ from diffusers import DDPMScheduler
 from pruneforget.models.tiny import build_unet, build_scheduler
 from pruneforget.train.batches import LatentTextPairs
 from pruneforget.train.finetune import finetune_objective
-from pruneforget.train.loop import LoopSettings, constant_schedule, train
+from pruneforget.train.loop import train
+from pruneforget.train.objective import LoopSettings, constant_schedule
 
 kd = sys.argv[1] == "kd"
 seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 30

@@ -22,7 +22,8 @@ from pruneforget.sample import spread_subset
 from pruneforget.train.data import StreamedPairs, load_images_at, pipeline_resolution, precomputed_pairs, read_split
 from pruneforget.train.evaluate import EvalSettings, FinetuneEvaluation
 from pruneforget.train.finetune import check_same_base, finetune_objective, loop_settings, reinitialise
-from pruneforget.train.loop import constant_schedule, make_accelerator, train
+from pruneforget.train.loop import make_accelerator, train
+from pruneforget.train.objective import constant_schedule
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -35,7 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from pruneforget.train.finetune import FT_TERMS, distillation_terms
-from pruneforget.train.loop import LoopSettings, Objective, cycle_schedule, objective_step_counts, train
+from pruneforget.train.loop import train
+from pruneforget.train.objective import LoopSettings, Objective, cycle_schedule, objective_step_counts
 from pruneforget.train.upper import UPPER, Upper, UpperContext, build_upper
 
 MODES = ("shared", "separate")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 from pruneforget.metrics.denoising import denoising_error

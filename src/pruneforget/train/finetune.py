@@ -14,7 +14,7 @@ from accelerate.utils import extract_model_from_parallel
 from torch import Tensor, nn
 
 from pruneforget.train.features import BlockFeatures
-from pruneforget.train.loop import LoopSettings, Objective
+from pruneforget.train.objective import LoopSettings, Objective
 from pruneforget.train.losses import diffusion_loss, feature_kd, finetune_loss, output_kd
 
 FT_TERMS = ("diff", "out_kd", "feat_kd", "total")

@@ -29,7 +29,6 @@ import math
 import resource
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -43,76 +42,7 @@ from tqdm.auto import tqdm
 
 from pruneforget.io import write_json
 from pruneforget.train.metrics_log import CsvLog
-
-Batch = Mapping[str, Tensor]
-LossFn = Callable[[Mapping[str, nn.Module], Batch], Mapping[str, Tensor]]
-
-
-@dataclass
-class Objective:
-    """One kind of optimizer step.
-
-    `loss(models, batch)` gets the prepared (possibly DDP-wrapped) trainable models by name and a
-    batch on the device, and returns named scalar terms including `total`. `batches(positions)`
-    returns the batch for those sample positions (CPU tensors; deterministic in the positions).
-    `terms` names the terms logged to metrics.csv.
-    """
-
-    name: str
-    params: Sequence[nn.Parameter]
-    loss: LossFn
-    batches: Callable[[Sequence[int]], Batch]
-    lr: float
-    warmup_steps: int = 0
-    lr_schedule: str = "constant_with_warmup"
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = None
-    optimizer: str = "adamw"  # adamw (the paper's; weight_decay 0 is Adam) | sgd (plain gradient steps, for tests)
-    terms: Sequence[str] = ("total",)
-    # (parameter, 0/1 mask) pairs: the gradient is multiplied by the mask before the optimizer
-    # step, so entries outside it are never updated by this objective (a saliency-masked upper
-    # level, train/upper.py); other objectives' steps are unaffected.
-    grad_masks: Sequence[tuple[nn.Parameter, Tensor]] = ()
-
-
-@dataclass
-class LoopSettings:
-    """How the loop runs (the parts of a config section that are not the objectives)."""
-
-    steps: int
-    micro_batch_size: int
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"  # no | bf16 | fp16
-    gradient_checkpointing: bool = False
-    checkpoint_every: int = 0  # 0: no checkpoints
-    keep_checkpoints: int = 1
-    eval_every: int = 0  # 0: no periodic evaluation
-    log_every: int = 1
-    find_unused_parameters: bool = False
-    progress: bool = True
-
-
-def constant_schedule(name: str) -> Callable[[int], str]:
-    """Every step is the same objective (fine-tuning, ESD)."""
-    return lambda step: name
-
-
-def cycle_schedule(lower: str, upper: str, k: int) -> Callable[[int], str]:
-    """Algorithm 1's alternation: K `lower` steps, then one `upper` step, repeated
-    (the authors' code is K = 10)."""
-    if k < 1:
-        raise ValueError(f"a cycle needs K >= 1 lower steps, got {k}")
-    return lambda step: upper if step % (k + 1) == k else lower
-
-
-def objective_step_counts(schedule: Callable[[int], str], start: int, stop: int) -> dict[str, int]:
-    """How many of steps start..stop-1 each objective takes."""
-    counts: dict[str, int] = {}
-    for s in range(start, stop):
-        counts[schedule(s)] = counts.get(schedule(s), 0) + 1
-    return counts
-
+from pruneforget.train.objective import Batch, LoopSettings, Objective, make_optimizer, objective_step_counts, trajectory_settings
 
 class LoopState:
     """The loop's own resumable state, checkpointed with accelerate's `register_for_checkpointing`."""
@@ -157,23 +87,6 @@ def make_accelerator(mixed_precision: str = "no", work_dir: Path | None = None,
         project_dir=str(work_dir) if work_dir is not None else None,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
-
-
-def make_optimizer(objective: Objective) -> torch.optim.Optimizer:
-    """The objective's optimizer: AdamW (paper: betas 0.9 / 0.999, no weight decay) or plain SGD."""
-    if objective.optimizer == "adamw":
-        return torch.optim.AdamW(objective.params, lr=objective.lr, betas=tuple(objective.betas),
-                                 weight_decay=objective.weight_decay)
-    if objective.optimizer == "sgd":
-        return torch.optim.SGD(objective.params, lr=objective.lr, weight_decay=objective.weight_decay)
-    raise ValueError(f"objective {objective.name!r}: unknown optimizer {objective.optimizer!r} (adamw or sgd)")
-
-
-def trajectory_settings(settings: LoopSettings) -> dict:
-    """The settings a resumed run must share with the checkpoint to continue the same trajectory
-    (evaluation, logging and checkpoint frequency may change between attempts)."""
-    keys = ("steps", "micro_batch_size", "gradient_accumulation_steps", "mixed_precision")
-    return {k: getattr(settings, k) for k in keys}
 
 
 def micro_batch_positions(count: int, micro: int, settings: LoopSettings, accelerator: Accelerator) -> range:

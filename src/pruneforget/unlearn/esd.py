@@ -30,7 +30,8 @@ from diffusers import StableDiffusionPipeline
 from torch import Tensor
 
 from pruneforget.train.base import encode_captions
-from pruneforget.train.loop import LoopSettings, Objective, constant_schedule, make_accelerator, train
+from pruneforget.train.loop import make_accelerator, train
+from pruneforget.train.objective import LoopSettings, Objective, constant_schedule
 from pruneforget.train.upper import UpperContext, build_upper
 from pruneforget.unlearn import Unlearned
 from pruneforget.unlearn.concepts import ConceptSet, UnlearnInputError, validate_concepts
