@@ -22,7 +22,7 @@ rule bilevel:
     params:
         bilevel=lambda wc: section("bilevel"),
         finetune=lambda wc: section("finetune"),
-        unlearn=lambda wc: section("unlearn"),
+        unlearn=lambda wc: unlearn_section(wc.setting, "esd"),
         variant=lambda wc: "code" if wc.kind == "bilevelcode" else "paper",
         evaluator_flag=evaluator_flag,
         launch=launcher("bilevel"),
@@ -58,7 +58,7 @@ rule bilevel_sweep_run:
     params:
         bilevel=lambda wc: section("bilevel"),
         finetune=lambda wc: section("finetune"),
-        unlearn=lambda wc: section("unlearn"),
+        unlearn=lambda wc: unlearn_section("artists", "esd"),
         evaluator_flag=evaluator_flag,
         launch=launcher("bilevel"),
     threads: threads_of("bilevel")

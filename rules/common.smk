@@ -18,6 +18,13 @@ def section(name):
     return json.dumps(config[name], sort_keys=True)
 
 
+def unlearn_section(setting, method_section):
+    """The parts of the `unlearn` section one job reads (the setting's concepts and one method's
+    parameters), so editing another method's parameters does not rerun it."""
+    keep = {k: config["unlearn"][k] for k in (setting, method_section)}
+    return json.dumps(keep, sort_keys=True)
+
+
 def resources_of(group):
     """SLURM resources (gpu, mem_mb, runtime, ...) of a group of rules, from the config's resources section.
     A group a scale never runs may be absent (the schema requires the ones its DAG needs)."""

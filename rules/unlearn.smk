@@ -2,11 +2,11 @@
 
 `results/{scale}/{method}-{setting}-s{seed}` is a pipeline directory plus `unlearn.json`, made
 from the distilled model `ft-80-kd-pruned-s{seed}` of the same seed. A method is one entry of
-UNLEARN_METHODS here and of `pruneforget.unlearn.METHODS`.
+UNLEARN_SECTIONS here and of `pruneforget.unlearn.METHODS` (method -> module, named as its section).
 """
 
-# Methods the `unlearn` rule makes (ESD adds its names here).
-UNLEARN_METHODS = ["uce", "conceptprune", "esdx", "esdu", "esd"]
+# Methods the `unlearn` rule makes -> the `unlearn` subsection holding their parameters.
+UNLEARN_SECTIONS = {"uce": "uce", "conceptprune": "conceptprune", "esdx": "esd", "esdu": "esd", "esd": "esd"}
 
 
 rule unlearn:
@@ -17,11 +17,11 @@ rule unlearn:
     output:
         directory("results/{scale}/{method}-{setting}-s{seed}"),
     wildcard_constraints:
-        method="|".join(UNLEARN_METHODS),
+        method="|".join(UNLEARN_SECTIONS),
         setting="artists|global",
         seed=r"\d+",
     params:
-        unlearn=lambda wc: section("unlearn"),
+        unlearn=lambda wc: unlearn_section(wc.setting, UNLEARN_SECTIONS[wc.method]),
     threads: threads_of("unlearn")
     resources:
         **resources_of("unlearn"),
