@@ -23,6 +23,14 @@ FIGURES = {
 # A plot takes seconds: on a cluster it runs on the submitting node instead of waiting in the queue.
 localrules:
     report_base,
+    paper_figures,
+
+
+rule paper_figures:
+    """Every table and figure of the paper at this scale (`snakemake --cores 2 paper_figures`):
+    the whole experiment, hours on a CPU for the tiny world."""
+    input:
+        [f"figures/{name}.pdf" for name in FIGURES],
 
 
 rule report_base:
