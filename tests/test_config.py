@@ -139,3 +139,16 @@ def test_shipped_configs_are_not_modified_by_validation():
     before = copy.deepcopy(config)
     validate_config(config)
     assert config == before
+
+
+def test_one_seed_overlay_merges_onto_the_tiny_config_and_keeps_three_seeds_for_the_curves():
+    from snakemake.utils import update_config
+
+    from pruneforget.report.specs import resolve_figure
+
+    config = load("config/config.yaml")
+    update_config(config, load("config/one_seed.yaml"))  # what --configfile a b does
+    validate_config(config)
+    assert resolve_figure(config, "table1")["seeds"] == [0]
+    assert resolve_figure(config, "fig4")["seeds"] == resolve_figure(config, "fig5")["seeds"] == [0, 1, 2]
+    assert resolve_figure(config, "fig4")["groups"] == load("config/config.yaml")["figures"]["fig4"]["groups"]
