@@ -136,3 +136,19 @@ def test_config_check_names_a_global_style_that_is_not_a_world_style():
     cfg["figures"]["fig1"]["columns"] = [{"label": "{removed}", "promptset": "remove_{removed}", "index": 0}]
     with pytest.raises(ConfigError, match="figures.fig1: .*world.remove_styles"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_cost_table_kinds_are_objective_names_the_runs_write(config):
+    """cost.json is keyed by the training loop's objective names; a kind no run writes would leave
+    the cost table empty ("not built") even with every run present."""
+    import inspect
+
+    from pruneforget.train import bilevel, finetune
+    from pruneforget.unlearn import esd
+
+    written = {"ft": finetune, "esd": esd, "lower": bilevel, "upper": bilevel}
+    for name, module in written.items():
+        assert f'name="{name}"' in inspect.getsource(module)
+    for row in load(config)["figures"]["table_cost"]["rows"]:
+        assert set(row["kinds"]) <= set(written), row
