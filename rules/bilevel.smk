@@ -20,7 +20,7 @@ rule bilevel:
         setting="artists|global",
         seed=r"\d+",
     params:
-        bilevel=lambda wc: section("bilevel"),
+        bilevel=lambda wc: bilevel_section(),
         finetune=lambda wc: section("finetune"),
         unlearn=lambda wc: unlearn_section(wc.setting, "esd"),
         variant=lambda wc: "code" if wc.kind == "bilevelcode" else "paper",
@@ -56,7 +56,7 @@ rule bilevel_sweep_run:
         k=r"\d+",
         seed=r"\d+",
     params:
-        bilevel=lambda wc: section("bilevel"),
+        bilevel=lambda wc: bilevel_section(),
         finetune=lambda wc: section("finetune"),
         unlearn=lambda wc: unlearn_section("artists", "esd"),
         evaluator_flag=evaluator_flag,
@@ -78,12 +78,7 @@ rule bilevel_sweep_run:
 
 
 rule bilevel_sweep:
-    """Every run of the lambda x K grid of `bilevel.sweep` for the config's seed (`snakemake bilevel_sweep`)."""
+    """Every run of the sensitivity sweep (`bilevel.sweep`, one at a time around bilevel.lam and
+    bilevel.k; the centre is bilevel-artists) for the config's seed: `snakemake bilevel_sweep`."""
     input:
-        expand(
-            "results/{scale}/bilevel-lam{lam}-K{k}-s{seed}",
-            scale=SCALE,
-            lam=config.get("bilevel", {}).get("sweep", {}).get("lambdas", []),
-            k=config.get("bilevel", {}).get("sweep", {}).get("Ks", []),
-            seed=config["seed"],
-        ),
+        sweep_runs(),

@@ -18,6 +18,23 @@ def section(name):
     return json.dumps(config[name], sort_keys=True)
 
 
+def bilevel_section():
+    """The `bilevel` section a run reads: without `sweep`, which names other runs, so widening the
+    sweep does not rerun the runs already made."""
+    return json.dumps({k: v for k, v in config["bilevel"].items() if k != "sweep"}, sort_keys=True)
+
+
+def sweep_runs():
+    """The sensitivity sweep's run directories at the config's seed, the centre (the main run) left out."""
+    bilevel = config.get("bilevel")
+    if not bilevel:
+        return []
+    grid = sweep_grid(config)
+    return [f"results/{SCALE}/bilevel-lam{lam:g}-K{k}-s{config['seed']}"
+            for _, lam, k in sweep_settings(grid["lambdas"], grid["Ks"], grid["default"])
+            if (lam, k) != (grid["default"]["lam"], grid["default"]["K"])]
+
+
 def unlearn_section(setting, method_section):
     """The parts of the `unlearn` section one job reads (the setting's concepts and one method's
     parameters), so editing another method's parameters does not rerun it."""
@@ -84,7 +101,7 @@ def final_targets():
 # --- Figures: each table/figure's inputs and spec come from the config's `figures:` section ----
 # The same resolved spec (report.specs) gives the rule its inputs and the command its --params,
 # so a figure draws exactly the models, seeds and prompt sets its DAG built.
-from pruneforget.report.specs import figure_inputs, resolve_figure
+from pruneforget.report.specs import figure_inputs, resolve_figure, sweep_grid, sweep_settings
 
 
 def figure_input(name):

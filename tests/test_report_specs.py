@@ -90,6 +90,19 @@ def test_grids_show_the_grid_seed_and_curves_read_run_directories():
     assert not any("lam10-K3" in s for s in sens)
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_sensitivity_figure_draws_exactly_the_sweep_the_runs_make(name):
+    """One list: the figure's lambdas, Ks and centre are bilevel.sweep, bilevel.lam and bilevel.k."""
+    cfg = load(name)
+    spec = resolve_figure(cfg, "fig_sensitivity")
+    assert spec["lambdas"] == cfg["bilevel"]["sweep"]["lambdas"] and spec["Ks"] == cfg["bilevel"]["sweep"]["Ks"]
+    assert spec["default"] == {"lam": cfg["bilevel"]["lam"], "K": cfg["bilevel"]["k"]}
+    cfg["bilevel"]["sweep"]["lambdas"] = [0.5]
+    cfg["bilevel"]["lam"] = 7.0
+    moved = resolve_figure(cfg, "fig_sensitivity")
+    assert moved["lambdas"] == [0.5] and moved["default"]["lam"] == 7.0
+
+
 def test_report_command_draws_a_table_from_score_files(tmp_path, monkeypatch):
     spec = resolve_figure(load("config/micro.yaml"), "table3")
     spec["rows"] = spec["rows"][:2]

@@ -84,3 +84,19 @@ def test_conda_envs_list_the_project_dependencies(env, extra):
     if extra:
         wanted |= {d.replace(" ", "") for d in project["optional-dependencies"][extra]}
     assert _requirements(ROOT / env) == wanted
+
+
+def test_bilevel_sweep_runs_the_one_at_a_time_grid_without_passing_it_to_runs():
+    """`snakemake bilevel_sweep` makes every lambda at bilevel.k and every K at bilevel.lam but the
+    centre (the main run), and no run receives the sweep: widening it reruns nothing made."""
+    result = snakemake("-n", "-p", "--forceall", "bilevel_sweep")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    runs = sorted(set(re.findall(r"output: results/tiny/(bilevel-lam[^\s,]+)", out)))
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())["bilevel"]
+    grid = ({f"bilevel-lam{lam:g}-K{cfg['k']}-s0" for lam in cfg["sweep"]["lambdas"]}
+            | {f"bilevel-lam{cfg['lam']:g}-K{k}-s0" for k in cfg["sweep"]["Ks"]})
+    expected = sorted(grid - {f"bilevel-lam{cfg['lam']:g}-K{cfg['k']}-s0"})
+    assert runs == expected
+    shells = [line for line in out.splitlines() if " bilevel --expert " in line]
+    assert shells and not any('"sweep"' in line for line in shells), shells[:1]

@@ -94,7 +94,17 @@ def resolve_figure(config: dict, name: str) -> dict:
     spec = expand(spec, removed, global_)
     spec.setdefault("seeds", figures["seeds"])
     spec.setdefault("grid_seed", figures.get("grid_seed", spec["seeds"][0]))
+    if KINDS[name] == "sweep":
+        spec.update(sweep_grid(config))
     return {**spec, "figure": name, "kind": KINDS[name]}
+
+
+def sweep_grid(config: dict) -> dict:
+    """The lambda x K sweep as the experiment defines it: `bilevel.sweep`'s values around the main
+    run's own setting (`bilevel.lam`, `bilevel.k`), so the runs and the figure never disagree."""
+    bilevel = config["bilevel"]
+    return {"lambdas": list(bilevel["sweep"]["lambdas"]), "Ks": list(bilevel["sweep"]["Ks"]),
+            "default": {"lam": bilevel["lam"], "K": bilevel["k"]}}
 
 
 def _scores(scale: str, models: list[str], promptsets: list[str], metric: str) -> list[str]:
