@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 from pathlib import Path
 
-from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler
 
 from pruneforget.cli import parse_params
-from pruneforget.commands.finetune import build_evaluation, check_inputs
-from pruneforget.io import resumable_dir, resumable_work_path, write_json
-from pruneforget.models.load import load_pipeline
-from pruneforget.prune.expert import write_pipeline
+from pruneforget.commands.finetune import build_evaluation, check_inputs, finetune_pairs, load_student, load_teacher, write_run
+from pruneforget.io import resumable_dir, resumable_work_path
 from pruneforget.train.bilevel import BilevelInputError, BilevelSettings, train_bilevel
 from pruneforget.train.bilevel_inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
-from pruneforget.train.data import StreamedPairs, load_images_at, pipeline_resolution, precomputed_pairs, read_split
+from pruneforget.train.data import read_split
 from pruneforget.train.finetune import loop_settings
 from pruneforget.train.loop import make_accelerator
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
@@ -88,22 +85,14 @@ def run(args: argparse.Namespace) -> None:
     main = accelerator.is_main_process
     with resumable_dir(args.out) if main else contextlib.nullcontext(resumable_work_path(args.out)) as work:
         device = accelerator.device
-        pipe = load_pipeline(args.expert)
-        pipe.vae.requires_grad_(False).eval()
-        pipe.text_encoder.requires_grad_(False).eval()
-        pipe.to(device)
+        pipe = load_student(args.expert, device)
         try:
             validate_concepts(pipe, concepts)
         except UnlearnInputError as exc:
             raise SystemExit(f"bilevel: {exc}") from exc
-        teacher = UNet2DConditionModel.from_pretrained(args.teacher, subfolder="unet").to(device)
+        teacher = load_teacher(args.teacher, device)
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        size = ft_cfg.get("resolution") or pipeline_resolution(pipe)
-        if ft_cfg["precompute"]:
-            images = load_images_at(args.data, table, size)
-            ft_batches = precomputed_pairs(pipe, images, table["caption"].tolist(), scheduler, args.seed, ft_cfg["caption_dropout"])
-        else:
-            ft_batches = StreamedPairs(pipe, args.data, table, size, scheduler, args.seed, ft_cfg["caption_dropout"])
+        ft_batches, size = finetune_pairs(pipe, args.data, table, ft_cfg, scheduler, args.seed)
         ctx = upper_context(pipe, teacher, concepts, esd, cfg["upper"], args.data, args.seed)
         evaluation = build_evaluation(pipe, args, ft_cfg, size) if loop.eval_every and main else None
         fingerprint = {"variant": args.variant, "seed": args.seed, "concepts": list(concepts.erase), "pairs": len(table)}
@@ -111,15 +100,13 @@ def run(args: argparse.Namespace) -> None:
                       evaluate=evaluation, accelerator=accelerator, fingerprint=fingerprint)
 
         if main:
-            write_pipeline(pipe, work)
-            write_json(work / "run_config.json", {
+            write_run(pipe, work, {
                 "expert": str(args.expert), "teacher": str(args.teacher), "data": str(args.data),
                 "evaluator": str(args.evaluator) if args.evaluator else None, "setting": args.setting,
                 "variant": args.variant, "seed": args.seed, "concepts": list(concepts.erase),
                 "added_concepts": args.add_concept or [], "params": cfg, "esd": esd, "finetune": ft_cfg,
                 "pairs": len(table), "resolution": int(size), "num_processes": accelerator.num_processes,
             })
-            shutil.rmtree(work / "checkpoints", ignore_errors=True)
         accelerator.wait_for_everyone()
     accelerator.end_training()
     print(f"wrote {args.out}")

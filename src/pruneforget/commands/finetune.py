@@ -86,6 +86,39 @@ def _image_folder(data_dir: Path, table) -> str:
     return folders.pop()
 
 
+def load_student(expert: Path, device, random_init_seed: int | None = None):
+    """The student pipeline on `device`: VAE and text encoder frozen in eval mode, the UNet trained;
+    with a seed, the UNet re-initialised first (Fig. 5's random initialisation of the same architecture)."""
+    pipe = load_pipeline(expert)
+    pipe.vae.requires_grad_(False).eval()
+    pipe.text_encoder.requires_grad_(False).eval()
+    if random_init_seed is not None:
+        reinitialise(pipe.unet, random_init_seed)
+    return pipe.to(device)
+
+
+def load_teacher(teacher: Path, device) -> UNet2DConditionModel:
+    """The unpruned base UNet, the frozen teacher of Eq. 8 (the objectives call it under no_grad)."""
+    return UNet2DConditionModel.from_pretrained(teacher, subfolder="unet").to(device)
+
+
+def finetune_pairs(pipe, data_dir: Path, table, cfg: dict, scheduler, seed: int):
+    """D_f as seeded training batches, encoded once (`precompute`) or streamed from disk, and the
+    pixel size they are drawn at."""
+    size = cfg.get("resolution") or pipeline_resolution(pipe)
+    if cfg["precompute"]:
+        images = load_images_at(data_dir, table, size)
+        return precomputed_pairs(pipe, images, table["caption"].tolist(), scheduler, seed, cfg["caption_dropout"]), size
+    return StreamedPairs(pipe, data_dir, table, size, scheduler, seed, cfg["caption_dropout"]), size
+
+
+def write_run(pipe, work: Path, run_config: dict) -> None:
+    """A finished run's directory: the pipeline, its resolved config; checkpoints are dropped."""
+    write_pipeline(pipe, work)
+    write_json(work / "run_config.json", run_config)
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> None:
     cfg = args.params
     check_inputs(args)
@@ -100,22 +133,10 @@ def run(args: argparse.Namespace) -> None:
     main = accelerator.is_main_process
     with resumable_dir(args.out) if main else contextlib.nullcontext(resumable_work_path(args.out)) as work:
         device = accelerator.device
-        pipe = load_pipeline(args.expert)
-        pipe.vae.requires_grad_(False).eval()
-        pipe.text_encoder.requires_grad_(False).eval()
-        if args.init == "random":
-            reinitialise(pipe.unet, args.seed)
-        pipe.to(device)
-        teacher = None
-        if args.loss == "kd":
-            teacher = UNet2DConditionModel.from_pretrained(args.teacher, subfolder="unet").to(device)
+        pipe = load_student(args.expert, device, args.seed if args.init == "random" else None)
+        teacher = load_teacher(args.teacher, device) if args.loss == "kd" else None
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        size = cfg.get("resolution") or pipeline_resolution(pipe)
-        if cfg["precompute"]:
-            images = load_images_at(args.data, table, size)
-            batches = precomputed_pairs(pipe, images, table["caption"].tolist(), scheduler, args.seed, cfg["caption_dropout"])
-        else:
-            batches = StreamedPairs(pipe, args.data, table, size, scheduler, args.seed, cfg["caption_dropout"])
+        batches, size = finetune_pairs(pipe, args.data, table, cfg, scheduler, args.seed)
         evaluation = build_evaluation(pipe, args, cfg, size) if cfg["eval_every"] and accelerator.is_main_process else None
 
         objective = finetune_objective(pipe.unet, teacher, batches, scheduler, cfg)
@@ -124,14 +145,12 @@ def run(args: argparse.Namespace) -> None:
               accelerator=accelerator, fingerprint=fingerprint)
 
         if accelerator.is_main_process:
-            write_pipeline(pipe, work)
-            write_json(work / "run_config.json", {
+            write_run(pipe, work, {
                 "expert": str(args.expert), "teacher": str(args.teacher), "data": str(args.data),
                 "evaluator": str(args.evaluator) if args.evaluator else None, "loss": args.loss, "init": args.init,
                 "seed": args.seed, "params": cfg, "pairs": len(table), "resolution": int(size),
                 "num_processes": accelerator.num_processes,
             })
-            shutil.rmtree(work / "checkpoints", ignore_errors=True)
         accelerator.wait_for_everyone()
     accelerator.end_training()
     print(f"wrote {args.out}")
