@@ -3,6 +3,8 @@
 Each target has its PNG and the CSV of its plotted numbers beside it, and appears in the
 Snakemake report (`snakemake --report report.html`) under its part of the paper."""
 
+import glob
+
 # figure -> report category (the part of the paper it belongs to); each has its caption in
 # workflow/report/{figure}.rst, its rows and columns in the config's `figures:` section.
 FIGURES = {
@@ -18,6 +20,13 @@ FIGURES = {
     "fig_sensitivity": "Bilevel: sensitivity and cost",
     "table_cost": "Bilevel: sensitivity and cost",
 }
+
+
+# The drawing code is an input of every figure: editing it redraws the figures (seconds) and reruns
+# nothing upstream. Training and sampling code is not an input of theirs (hours): use --forcerun.
+REPORT_CODE = sorted(glob.glob("src/pruneforget/report/*.py")) + [
+    f"src/pruneforget/commands/{name}.py" for name in ("report", "report_base")
+]
 
 
 # A plot takes seconds: on a cluster it runs on the submitting node instead of waiting in the queue.
@@ -39,6 +48,7 @@ rule report_base:
         samples=f"results/{SCALE}/samples/base/val",
         scores=f"results/{SCALE}/scores/base/val/judge.json",
         data=f"results/{SCALE}/data",
+        code=REPORT_CODE,
     output:
         # The PNG and the CSV of plotted numbers beside the PDF are artifacts too (DVC tracks them).
         pdf=report("figures/teacher_quality.pdf", caption="../workflow/report/teacher_quality.rst", category="Teacher"),
@@ -65,6 +75,7 @@ for name, category in FIGURES.items():
         localrule: True
         input:
             unpack(figure_input(name)),
+            code=REPORT_CODE,
         output:
             pdf=report(f"figures/{name}.pdf", caption=f"../workflow/report/{name}.rst", category=category),
             png=f"figures/{name}.png",

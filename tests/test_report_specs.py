@@ -5,6 +5,7 @@ fixture scores; figure targets are Snakemake targets whose DAG reaches the score
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -136,6 +137,38 @@ def test_figure_target_dag_reaches_the_sample_and_score_rules(tmp_path):
     assert result.returncode == 0, out
     assert "report_table1" in out and "results/tiny/scores/base/synonyms_dots/judge.json" in out
     assert "results/tiny/samples/base/retain" in out
+
+
+def test_a_figure_redraws_alone_when_its_drawing_code_changes(tmp_path):
+    """After a full run (here: table1's score files and the table, nothing upstream of them),
+    editing the report code reruns report_table1 and nothing else; editing training code, nothing."""
+    import os
+
+    from repo_copy import copy_repo
+
+    repo = tmp_path / "repo"
+    copy_repo(repo)
+    old, made = 1_000_000_000, 1_000_000_100  # sources, then the run's outputs, in that order
+    for path in (repo / "src").rglob("*.py"):
+        os.utime(path, (old, old))
+    spec = resolve_figure(load("config/config.yaml"), "table1")
+    for rel in [*figure_inputs(spec, "tiny")["scores"], *(f"figures/table1.{ext}" for ext in ("pdf", "png", "csv"))]:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("{}")
+        os.utime(repo / rel, (made, made))
+
+    def dry_run() -> str:
+        result = subprocess.run(["snakemake", "-n", "--", "figures/table1.pdf"], cwd=repo, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    assert "Nothing to be done" in dry_run()
+    (repo / "src/pruneforget/train/loop.py").touch()
+    assert "Nothing to be done" in dry_run()
+    (repo / "src/pruneforget/report/tables.py").touch()
+    jobs = re.findall(r"^(\w+)\s+(\d+)$", dry_run().split("Job stats:")[1], re.M)
+    assert [(rule, n) for rule, n in jobs if rule != "total"] == [("report_table1", "1")], jobs
 
 
 def test_config_check_names_a_global_style_that_is_not_a_world_style():

@@ -141,7 +141,9 @@ def render(jobs: list[Job], configfile: str = DEFAULT_CONFIG) -> str:
     stages = {}
     for job in jobs:
         stage: dict = {"cmd": stage_cmd(job, configfile)}
-        stage["deps"] = list(dict.fromkeys([*job.inputs, job.rule_file, SOURCE_DIR]))
+        # Source files a rule lists as inputs (the figures' drawing code) are inside SOURCE_DIR already.
+        inputs = [i for i in job.inputs if not i.startswith(SOURCE_DIR + "/")]
+        stage["deps"] = list(dict.fromkeys([*inputs, job.rule_file, SOURCE_DIR]))
         if job.sections:
             stage["params"] = [{configfile: list(job.sections)}]
         stage["outs"] = list(job.outputs)
