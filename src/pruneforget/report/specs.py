@@ -15,7 +15,7 @@ from pruneforget.report.scores import model_name, row_models, seeded
 
 # figure name -> what it draws (the `report` command's dispatch key)
 KINDS = {
-    "table1": "metric_table", "table3": "metric_table", "table2": "resilience_table",
+    "table1": "metric_table", "table3": "metric_table", "table2": "resilience_table", "table_leakage": "metric_table",
     "fig1": "grid", "fig2": "grid", "fig6": "grid", "fig7": "label_decrease",
     "fig4": "curves", "fig5": "curves", "fig_sensitivity": "sweep", "table_cost": "cost",
 }
