@@ -82,7 +82,7 @@ def test_grids_show_the_grid_seed_and_curves_read_run_directories():
     assert fig4["runs"][:3] == ["results/tiny/ft-55-diff-pruned-s0", "results/tiny/ft-55-diff-pruned-s1",
                                 "results/tiny/ft-55-diff-pruned-s2"]
     sens = figure_inputs(resolve_figure(cfg, "fig_sensitivity"), "tiny")["scores"]
-    assert "results/tiny/scores/bilevel-lam0-K3-s0/val/frechet_evaluator.json" in sens
+    assert "results/tiny/scores/bilevel-lam0-K3-s0/val/denoising_error.json" in sens
     assert "results/tiny/scores/bilevel-lam10-K20-s0/retain/judge.json" in sens
     assert not any("lam0-K20" in s for s in sens)  # one at a time, not the full grid
     assert not any("-s1/" in s for s in sens)  # the sweep's own seeds: [0]
