@@ -84,6 +84,16 @@ COST = {"lower": {"seconds_per_step": 0.5, "peak_memory_mb": 1000.0, "steps": 20
         "upper": {"seconds_per_step": 2.0, "peak_memory_mb": 1500.0, "steps": 10}}
 
 
+def loop_cost(kinds: dict) -> dict:
+    """`kinds` ({kind: seconds_per_step, peak_memory_mb, steps}) as the training loop writes cost.json:
+    under `objectives`, memory in bytes, the mean per step slowed by a first step's set-up."""
+    return {"device": "cpu", "objectives": {
+        k: {"steps": c["steps"], "seconds_per_step_steady": c["seconds_per_step"],
+            "seconds_per_step": c["seconds_per_step"] + 10.0 / c["steps"],
+            "seconds_total": c["seconds_per_step"] * c["steps"] + 10.0, "peak_memory_bytes": c["peak_memory_mb"] * 2**20}
+        for k, c in kinds.items()}}
+
+
 def test_bilevel_iteration_cost_is_k_lower_steps_plus_one_upper_step():
     cost = run_cost(COST, ["lower", "upper"])
     # 200 lower steps, 10 upper: K = 20; one iteration = 20 * 0.5 + 2.0 = 12 s.
@@ -93,14 +103,14 @@ def test_bilevel_iteration_cost_is_k_lower_steps_plus_one_upper_step():
 
 
 def test_cost_table_totals_pair_seeds_and_note_missing_runs(tmp_path):
-    runs = [write_run(tmp_path, f"ft-80-kd-pruned-s{s}", cost={"train": {"seconds_per_step": 1.0 + s, "peak_memory_mb": 800.0, "steps": 100}})
+    runs = [write_run(tmp_path, f"ft-80-kd-pruned-s{s}", cost=loop_cost({"ft": {"seconds_per_step": 1.0 + s, "peak_memory_mb": 800.0, "steps": 100}}))
             for s in (0, 1)]
-    runs += [write_run(tmp_path, f"esdx-artists-s{s}", cost={"train": {"seconds_per_step": 0.1, "peak_memory_mb": 900.0, "steps": 50}})
+    runs += [write_run(tmp_path, f"esdx-artists-s{s}", cost=loop_cost({"esd": {"seconds_per_step": 0.1, "peak_memory_mb": 900.0, "steps": 50}}))
              for s in (0, 1)]
-    runs.append(write_run(tmp_path, "bilevel-artists-s0", cost=COST))
-    runs.append(write_run(tmp_path, "bilevel-artists-s1", cost={"lower": COST["lower"]}))
-    rows = [{"label": "fine-tune", "model": "ft-80-kd-pruned", "kinds": ["train"]},
-            {"label": "ESD-x", "model": "esdx-artists", "kinds": ["train"]},
+    runs.append(write_run(tmp_path, "bilevel-artists-s0", cost=loop_cost(COST)))
+    runs.append(write_run(tmp_path, "bilevel-artists-s1", cost=loop_cost({"lower": COST["lower"]})))
+    rows = [{"label": "fine-tune", "model": "ft-80-kd-pruned", "kinds": ["ft"]},
+            {"label": "ESD-x", "model": "esdx-artists", "kinds": ["esd"]},
             {"label": "bilevel", "model": "bilevel-artists", "kinds": ["lower", "upper"]}]
     frame = cost_table(read_costs(runs), rows,
                        [{"label": "two-stage", "rows": ["fine-tune", "ESD-x"]}], [0, 1])

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from pruneforget.report.cost import cost_table, read_costs
 from pruneforget.train.batches import sample_generator
 from pruneforget.train.loop import NonFiniteLoss, micro_batch_positions, train
 from pruneforget.train.objective import LoopSettings, Objective, constant_schedule, cycle_schedule
@@ -113,6 +114,13 @@ def test_k_cycle_resumed_mid_cycle_matches_uninterrupted_run(tmp_path):
     assert full_cost["objectives"]["upper"]["seconds_per_step"] > 0
     assert full_cost["objectives"]["upper"]["seconds_per_step_steady"] > 0  # 2 upper steps, the first left out
     assert full_cost["objectives"]["lower"]["peak_memory_bytes"] > 0
+    # The cost table reads what the loop writes: every kind, in its units, nothing noted missing.
+    costs = {"run-s0": read_costs([tmp_path / "full"])["full"]}  # as training seed 0 of a row `run`
+    table = cost_table(costs, [{"label": "b", "model": "run", "kinds": ["lower", "upper"]}], [], [0])
+    assert (table["note"] == "").all(), table
+    upper = table[table.kind == "upper"].iloc[0]
+    assert upper.steps == 2 and upper.seconds_per_step == full_cost["objectives"]["upper"]["seconds_per_step_steady"]
+    assert upper.peak_memory_mb == full_cost["objectives"]["upper"]["peak_memory_bytes"] / 2**20
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
