@@ -30,7 +30,8 @@ def sweep_runs():
     if not bilevel:
         return []
     grid = sweep_grid(config)
-    return [f"results/{SCALE}/bilevel-lam{lam:g}-K{k}-s{config['seed']}"
+    # The stem is rule bilevel_sweep_run's output pattern, formatted as the figure formats its rows.
+    return [f"results/{SCALE}/{sweep_stem('bilevel-lam{lam}-K{K}', lam, k)}-s{config['seed']}"
             for _, lam, k in sweep_settings(grid["lambdas"], grid["Ks"], grid["default"])
             if (lam, k) != (grid["default"]["lam"], grid["default"]["K"])]
 
@@ -101,7 +102,7 @@ def final_targets():
 # --- Figures: each table/figure's inputs and spec come from the config's `figures:` section ----
 # The same resolved spec (report.specs) gives the rule its inputs and the command its --params,
 # so a figure draws exactly the models, seeds and prompt sets its DAG built.
-from pruneforget.report.specs import figure_inputs, resolve_figure, sweep_grid, sweep_settings
+from pruneforget.report.specs import figure_inputs, resolve_figure, sweep_grid, sweep_settings, sweep_stem
 
 
 def figure_input(name):
