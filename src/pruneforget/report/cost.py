@@ -4,7 +4,9 @@ Every training run writes `cost.json` (train/loop.py's `cost_summary`): under `o
 entry per step kind (`ft` for fine-tuning, `esd` for ESD, `lower` and `upper` for bilevel) with its
 steps, seconds per step (also steady-state, without the first step's set-up) and peak memory in
 bytes. `read_costs` turns each into `{kind: {"seconds_per_step": s, "peak_memory_mb": MB, "steps": n}}`,
-seconds per step being the steady-state value where the run has one. Per run and kind the table gives seconds per step, peak memory, steps and their product; a run
+seconds per step being the steady-state value where the run has one.
+
+Per run and kind the table gives seconds per step, peak memory, steps and their product; a run
 with several kinds also gets `per <last kind> step` (all its time divided by the last kind's steps:
 one bilevel iteration, K lower steps plus one upper step) and a `total`; `totals` add
 whole runs (fine-tuning + ESD = the two-stage pipeline). Mean, std, n over seeds.
