@@ -1,13 +1,18 @@
 """The bilevel method (paper Algorithm 1): fine-tune expert-80 and remove a setting's concepts in
-one run. `bilevel-{setting}-s{seed}` is the paper's method, `bilevelcode-{setting}-s{seed}` what the
-authors' code does (`bilevel.code`), `bilevel-lam{lam}-K{K}-s{seed}` the lambda x K sweep on the
-artist setting (tiny; `bilevel.sweep`). Each is a pipeline directory plus metrics.csv, eval.csv,
-cost.json and run_config.json. (Two-stage ESD runs through rules/unlearn.smk: esdx, esdu, esd.)
+one run. `bilevel-{setting}-s{seed}` is the paper's method, `bilevelsep-{setting}-s{seed}` the same
+with vartheta a second copy (separate mode: the run whose penalty trace figures.fig_penalty draws),
+`bilevelcode-{setting}-s{seed}` what the authors' code does (`bilevel.code`), and
+`bilevel-lam{lam}-K{K}-s{seed}` the lambda x K sweep on the artist setting (tiny; `bilevel.sweep`).
+Each is a pipeline directory plus metrics.csv, eval.csv, cost.json and run_config.json.
+(Two-stage ESD runs through rules/unlearn.smk: esdx, esdu, esd.)
 """
+
+# run kind -> the command's --variant
+BILEVEL_VARIANTS = {"bilevel": "paper", "bilevelsep": "separate", "bilevelcode": "code"}
 
 
 rule bilevel:
-    """Algorithm 1 (kind bilevel) or the authors' code (kind bilevelcode) on expert-80."""
+    """Algorithm 1 (kinds bilevel, bilevelsep) or the authors' code (kind bilevelcode) on expert-80."""
     input:
         expert="results/{scale}/expert-80",
         teacher="results/{scale}/base",
@@ -16,14 +21,14 @@ rule bilevel:
     output:
         directory("results/{scale}/{kind}-{setting}-s{seed}"),
     wildcard_constraints:
-        kind="bilevel|bilevelcode",
+        kind="|".join(BILEVEL_VARIANTS),
         setting="artists|global",
         seed=r"\d+",
     params:
         bilevel=lambda wc: bilevel_section(),
         finetune=lambda wc: section("finetune"),
         unlearn=lambda wc: unlearn_section(wc.setting, "esd"),
-        variant=lambda wc: "code" if wc.kind == "bilevelcode" else "paper",
+        variant=lambda wc: BILEVEL_VARIANTS[wc.kind],
         evaluator_flag=evaluator_flag,
         launch=launcher("bilevel"),
     threads: threads_of("bilevel")

@@ -19,6 +19,7 @@ FIGURES = {
     "fig5": "Fine-tuning",
     "table_leakage": "Fine-tuning",
     "fig_sensitivity": "Bilevel: sensitivity and cost",
+    "fig_penalty": "Bilevel: sensitivity and cost",
     "table_cost": "Bilevel: sensitivity and cost",
 }
 

@@ -328,6 +328,39 @@ def test_authors_variant_runs_from_concept_images_without_a_penalty(workspace):
     assert len(upper) == 1 and upper["ft_theta"].isna().all()  # lambda 0: no fine-tuning term in the upper step
 
 
+def test_separate_variant_logs_the_penalty_that_the_penalty_figure_draws(workspace):
+    """`--variant separate` trains vartheta as a second copy; every upper step logs the penalty
+    L_ft(theta) - L_ft(vartheta), and figures.fig_penalty (the repo's config) plots exactly those."""
+    from pathlib import Path
+
+    import yaml
+
+    from pruneforget.report.build import build_figure
+    from pruneforget.report.specs import resolve_figure
+
+    params = {**COMMAND, "steps": 6, "eval_every": 0}  # K = 2: two cycles of 2 lower + 1 upper
+    bilevel_command(workspace, "bilevelsep-artists-s0", params, "--variant", "separate")
+    out = workspace / "bilevelsep-artists-s0"
+    record = json.loads((out / "run_config.json").read_text())
+    assert record["variant"] == "separate" and record["params"]["mode"] == "separate"
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["objective"].tolist() == ["lower", "lower", "upper"] * 2
+    upper = metrics[metrics["objective"] == "upper"]
+    assert upper[["ft_theta", "ft_vartheta", "penalty"]].notna().all().all()
+    torch.testing.assert_close(torch.tensor(upper["penalty"].values),
+                               torch.tensor((upper["ft_theta"] - upper["ft_vartheta"]).values), rtol=0, atol=1e-6)
+    # theta saw no lower step: its first L_ft differs from vartheta's, which two lower steps trained.
+    assert upper["penalty"].iloc[0] != 0
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
+    spec = resolve_figure(config, "fig_penalty")
+    _, frame = build_figure(spec, runs=[out])
+    drawn = frame[frame["metric"] == "penalty"]
+    assert drawn["step"].tolist() == upper["step"].tolist()
+    assert drawn["mean"].tolist() == pytest.approx(upper["penalty"].tolist())
+    assert set(frame["metric"]) == {m["name"] for m in spec["metrics"]}
+
+
 @pytest.mark.parametrize("extra, params, match", [
     (["--k", "0"], COMMAND, "bilevel.k"),
     (["--lam", "-1"], COMMAND, "bilevel.lam"),

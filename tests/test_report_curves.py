@@ -38,7 +38,7 @@ def test_curves_average_seeds_per_step_and_note_missing_runs(tmp_path):
     assert diff["n"].tolist() == [1, 1] and diff["mean"].tolist() == [20.0, 15.0]
     notes = set(frame.loc[frame.note != "", "note"])
     assert notes == {"not built: ft-80-diff-pruned-s1", "not built: ft-80-diff-pruned-s2",
-                     "not built: ft-80-diff-pruned-s0 (no denoising_error column in eval.csv)"}
+                     "not built: ft-80-diff-pruned-s0 (no denoising_error column in its log)"}
     line = fig.axes[0].lines[0]
     assert list(line.get_ydata()) == pytest.approx([10 + 2.0, 5 + 2.0, 0 + 2.0])
 

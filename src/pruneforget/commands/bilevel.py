@@ -1,6 +1,7 @@
 """`bilevel`: fine-tune a pruned expert and remove a setting's concepts in one run (paper
-Algorithm 1; `--variant code`: what the authors' code does), from the expert or, continually, from
-an already-unlearned model with concepts added.
+Algorithm 1; `--variant separate`: with vartheta a second copy; `--variant code`: what the
+authors' code does), from the expert or, continually, from an already-unlearned model with
+concepts added.
 
 Writes a pipeline directory plus metrics.csv (lower and upper steps, the penalty), eval.csv,
 cost.json and run_config.json (with the run's concepts, which a continual run keeps); resumes
@@ -45,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unlearn", required=True, type=parse_params,
                    help="the `unlearn` section as JSON (the setting's concepts and prompt pairs, unlearn.esd)")
     p.add_argument("--variant", choices=VARIANTS, default="paper",
-                   help="paper: Algorithm 1 as stated; code: the authors' code (bilevel.code overrides)")
+                   help="paper: Algorithm 1 as stated; separate: the same with vartheta a second copy "
+                        "(bilevel.mode separate); code: the authors' code (bilevel.code overrides)")
     p.add_argument("--lam", type=float, default=None, help="override lambda (a sweep run)")
     p.add_argument("--k", type=int, default=None, help="override K, lower steps per upper step (a sweep run)")
     p.add_argument("--add-concept", action="append", default=None, metavar="NAME",

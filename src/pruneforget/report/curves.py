@@ -3,7 +3,9 @@
 Fig. 4 compares fine-tuning with and without distillation at both budgets, Fig. 5 pruned against
 random initialisation (both distilled): each is a set of run groups (`{label, model}`, model
 without seed) whose runs' `eval.csv` (columns step, frechet, denoising_error; fid at sd21) are
-averaged over seeds per step, drawn as the mean with the seeds' min-max range shaded.
+averaged over seeds per step, drawn as the mean with the seeds' min-max range shaded. The penalty
+figure draws a separate-mode bilevel run's training log the same way: `metrics.csv`, the rows of
+one objective (the upper steps, which log the penalty L_ft(theta) - L_ft(vartheta)).
 The sensitivity figure scores the bilevel runs `bilevel-lam{lam}-K{K}` of a one-at-a-time sweep
 (lambda at the default K, K at the default lambda) with table columns (scores.column_value).
 """
@@ -25,9 +27,22 @@ CURVE_COLUMNS = ["group", "model", "metric", "step", "mean", "std", "min", "max"
 SWEEP_COLUMNS = ["sweep", "lam", "K", "model", "column", "mean", "std", "n", "seeds", "note"]
 
 
-def read_evals(run_dirs: list[str | os.PathLike]) -> dict[str, pd.DataFrame]:
-    """Each run directory's eval.csv, keyed by the run's model name (its directory name)."""
-    return {Path(d).name: pd.read_csv(Path(d) / "eval.csv") for d in run_dirs}
+RECORDS = {"eval": "eval.csv", "metrics": "metrics.csv"}  # a curve figure's `source`: the run's file
+
+
+def read_records(run_dirs: list[str | os.PathLike], source: str = "eval",
+                 objective: str | None = None) -> dict[str, pd.DataFrame]:
+    """Each run directory's evaluation log (`eval`) or training log (`metrics`, only the rows of
+    `objective` when given), keyed by the run's model name (its directory name)."""
+    if source not in RECORDS:
+        raise ValueError(f"curve source {source!r} is not one of {sorted(RECORDS)}")
+    out = {}
+    for d in run_dirs:
+        frame = pd.read_csv(Path(d) / RECORDS[source])
+        if objective is not None:
+            frame = frame[frame["objective"] == objective]
+        out[Path(d).name] = frame
+    return out
 
 
 def curve_table(evals: dict[str, pd.DataFrame], groups: list[dict], metrics: list[str], seeds: list[int]) -> pd.DataFrame:
@@ -41,7 +56,7 @@ def curve_table(evals: dict[str, pd.DataFrame], groups: list[dict], metrics: lis
                 if model not in evals:
                     notes.append(not_built_note(model))
                 elif metric not in evals[model].columns:
-                    notes.append(not_built_note(model, f"no {metric} column in eval.csv"))
+                    notes.append(not_built_note(model, f"no {metric} column in its log"))
                 else:
                     runs.append(evals[model][["step", metric]].dropna().rename(columns={metric: "v"}))
             if not runs:
@@ -56,9 +71,10 @@ def curve_table(evals: dict[str, pd.DataFrame], groups: list[dict], metrics: lis
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
-def curve_figure(frame: pd.DataFrame, groups: list[dict], metrics: list[dict], title: str) -> "plt.Figure":
-    """One panel per metric (`{name, label}`): per group the mean over seeds against the step,
-    the seeds' min-max shaded."""
+def curve_figure(frame: pd.DataFrame, groups: list[dict], metrics: list[dict], title: str,
+                 xlabel: str = "fine-tuning iteration") -> "plt.Figure":
+    """One panel per metric (`{name, label}`, optional `reference`: a value drawn as a dotted
+    line): per group the mean over seeds against the step, the seeds' min-max shaded."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for k, group in enumerate(groups):
@@ -67,9 +83,11 @@ def curve_figure(frame: pd.DataFrame, groups: list[dict], metrics: list[dict], t
                 continue
             ax.plot(c["step"], c["mean"], color=f"C{k}", ls=group.get("linestyle", "-"), label=group["label"])
             ax.fill_between(c["step"], c["min"], c["max"], color=f"C{k}", alpha=0.2, lw=0)
-        ax.set_xlabel("fine-tuning iteration")
+        if metric.get("reference") is not None:
+            ax.axhline(metric["reference"], color="0.4", ls=":", lw=1)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(metric["label"])
-        if ax.lines:
+        if ax.get_legend_handles_labels()[0]:  # a group drawn (the reference line has no label)
             ax.legend(fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

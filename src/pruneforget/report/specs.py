@@ -17,7 +17,7 @@ from pruneforget.report.scores import model_name, row_models, seeded
 KINDS = {
     "table1": "metric_table", "table3": "metric_table", "table2": "resilience_table", "table_leakage": "metric_table",
     "fig1": "grid", "fig2": "grid", "fig6": "grid", "fig7": "label_decrease",
-    "fig4": "curves", "fig5": "curves", "fig_sensitivity": "sweep", "table_cost": "cost",
+    "fig4": "curves", "fig5": "curves", "fig_sensitivity": "sweep", "fig_penalty": "curves", "table_cost": "cost",
 }
 
 

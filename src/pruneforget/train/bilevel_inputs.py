@@ -1,8 +1,9 @@
 """What a bilevel run is made of, from config and data: the variant's settings, the concepts
 (continual runs keep the earlier ones), and the upper level's target model and batches.
 
-Variants of the `bilevel` section: `paper` (Algorithm 1 as stated) and `code` (the authors'
-code: the overrides under `bilevel.code`); a sweep run overrides lambda and K.
+Variants of the `bilevel` section: `paper` (Algorithm 1 as stated), `separate` (Algorithm 1 with
+vartheta a second copy of the model: `mode: separate`, the run that measures the penalty) and `code`
+(the authors' code: the overrides under `bilevel.code`); a sweep run overrides lambda and K.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pruneforget.unlearn.esd import esd_prompts, latent_shape, prompt_pool
 from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialSampler
 from pruneforget.world.tables import read_table, read_world
 
-VARIANTS = ("paper", "code")
+VARIANTS = ("paper", "separate", "code")
 SECTION_ONLY = ("code", "sweep")  # keys of the section that are not settings of one run
 
 
@@ -44,6 +45,8 @@ def run_params(section: dict, variant: str = "paper", lam: float | None = None, 
     params = {key: v for key, v in section.items() if key not in SECTION_ONLY}
     if variant == "code":
         params = deep_merge(params, section.get("code") or {})
+    elif variant == "separate":
+        params["mode"] = "separate"
     if lam is not None:
         params["lam"] = lam
     if k is not None:
