@@ -15,7 +15,7 @@ from diffusers import DDPMScheduler
 
 from pruneforget.train.batches import LatentTextPairs
 from pruneforget.train.bilevel import (BilevelInputError, BilevelSettings, bilevel_objectives, penalised_upper_terms,
-                                       train_bilevel)
+                                       split_batch, train_bilevel)
 from pruneforget.train.finetune import distillation_terms
 from pruneforget.train.objective import LoopSettings, objective_step_counts
 from pruneforget.train.upper import UpperContext, build_upper
@@ -392,3 +392,73 @@ def test_saliency_masked_upper_step_changes_only_the_most_salient_weights(parts,
         assert not (changed & (masks[id(p)] == 0)).any(), n
         moved += int(changed.sum())
     assert moved > 0.5 * kept
+
+
+def test_paper_scale_upper_step_on_the_sd21_unet_is_grad_esdx_plus_lambda_grad_ft():
+    """The paper's path: Algorithm 1's upper step on the Stable Diffusion 2.1 UNet (random weights,
+    8 x 8 latents, v-prediction, 1024-d text), with the paper's lambda = 100 and ESD-x's
+    cross-attention parameters. Eq. 8's feature KD hooks SD 2.1's nine blocks."""
+    from pruneforget.models.load import sd21_unet
+
+    torch.manual_seed(0)
+    theta = sd21_unet(sample_size=8)
+    teacher = copy.deepcopy(theta).requires_grad_(False)
+    with torch.no_grad():  # a teacher unlike the student, so both distillation terms have a gradient
+        for p in teacher.parameters():
+            p.mul_(1.01)
+    scheduler = DDPMScheduler(prediction_type="v_prediction")
+    g = torch.Generator().manual_seed(0)
+    dim = theta.config.cross_attention_dim
+    ft = LatentTextPairs(torch.randn(2, 4, 8, 8, generator=g), 0.1 * torch.ones(2, 4, 8, 8), torch.tensor([0, 1]),
+                         torch.randn(3, 8, dim, generator=g), 2, 0.18215, scheduler, seed=0)
+    images = NoisedConceptImages(scheduler, torch.randn(1, 4, 8, 8, generator=g), 0.1 * torch.ones(1, 4, 8, 8), 0.18215,
+                                 torch.randn(1, 8, dim, generator=g), torch.randn(1, 8, dim, generator=g), seed=1)
+    ctx = UpperContext(teacher, "empty", 1.0, images)
+    s = settings(lam=100.0, k=20, steps=21, upper={"method": "esdx"})
+    upper = build_upper("esdx", theta, ctx, {})
+    assert upper.params and all(".attn2." in n for n in upper.params)  # ESD-x: cross-attention only
+    theta.requires_grad_(False)
+    for p in upper.params.values():
+        p.requires_grad_(True)
+    _, objective = bilevel_objectives(s, theta, None, teacher, upper, images, ft, scheduler, FT)
+    batch = objective.batches([0])
+    params = list(upper.params.values())
+    got = grads(objective.loss({"unet": theta}, batch)["total"], params)
+    g_upper = grads(upper.loss(theta, split_batch(batch, "u.")), params)
+    g_ft = grads(distillation_terms(theta, teacher, split_batch(batch, "ft."), scheduler, FT["snr_gamma"],
+                                    FT["loss_weights"])["total"], params)
+    expected = [a + 100.0 * b for a, b in zip(g_upper, g_ft)]
+    assert any(float(b.abs().max()) > 0 for b in g_ft)  # the fine-tuning term reaches the cross-attention
+    scale = max(float(e.abs().max()) for e in expected)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_bilevel_rules_dry_run_at_paper_scale_on_eight_gpus(tmp_path):
+    """Every bilevel run of the paper's scale (the method, separate mode, the authors' code, a sweep
+    point) from the 0.8 expert, with the paper's lambda = 100, K = 20, 20,000 iterations and the
+    bilevel resources; the variants reach the command. (Upstream directories are empty stand-ins.)"""
+    import re
+
+    from tests.repo_copy import copy_repo, run
+
+    copy_repo(tmp_path)
+    for stand_in in ("expert-80", "base", "data"):
+        (tmp_path / "results/sd21" / stand_in).mkdir(parents=True)
+    targets = [f"results/sd21/{run_name}" for run_name in
+               ("bilevel-artists-s0", "bilevelsep-artists-s0", "bilevelcode-global-s0", "bilevel-lam0-K20-s0")]
+    result = run(["snakemake", "-n", "-p", "--profile", "slurm", "--configfile", "config/sd21.yaml", "--", *targets],
+                 tmp_path, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    jobs = re.split(r"\n(?:local)?rule ", out)[1:]
+    assert len([j for j in jobs if j.startswith(("bilevel:", "bilevel_sweep_run:"))]) == 4, out
+    for job in jobs:
+        assert "input: results/sd21/expert-80, results/sd21/base, results/sd21/data" in job
+        assert "gpu=8" in job and "mem_mb=256000" in job and "runtime=4320" in job
+        assert "accelerate launch --multi_gpu --num_processes 8 -m pruneforget bilevel" in job
+        assert '"lam": 100.0' in job and '"k": 20' in job and '"steps": 20000' in job
+        assert '"sweep"' not in job  # the sweep's grid is not a setting of a run
+    variants = re.findall(r"--variant (\w+) --seed", out)
+    assert sorted(variants) == ["code", "paper", "separate"], variants
+    assert "--setting artists --lam 0 --k 20" in out

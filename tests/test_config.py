@@ -23,6 +23,23 @@ def test_shipped_configs_pass_schema_and_cross_checks(name):
     validate_config(load(name))
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_resource_group_the_rules_ask_for_is_a_resources_key_of_each_config(name):
+    """A group misplaced outside `resources:` (or missing) leaves its rule on Snakemake's defaults:
+    a paper-scale bilevel run would go to SLURM with no GPU and one process."""
+    import re
+
+    used = set()
+    for smk in (ROOT / "rules").glob("*.smk"):
+        used |= set(re.findall(r'(?:resources_of|threads_of|launcher)\("(\w+)"\)', smk.read_text()))
+    assert {"bilevel", "finetune", "unlearn"} <= used
+    config = load(name)
+    needed = used - ({"evaluator"} if config["world"]["kind"] != "tiny" else set())  # only the tiny world has one
+    assert needed <= set(config["resources"]), sorted(needed - set(config["resources"]))
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert used <= set(schema["properties"]["resources"]["properties"])
+
+
 def test_unknown_key_is_rejected_by_name():
     config = load("config/config.yaml")
     config["sample"]["stpes"] = 25
