@@ -46,11 +46,9 @@ def _label_decrease(spec: dict, scores: Paths, **_) -> tuple:
 
 def _curves(spec: dict, runs: Paths, **_) -> tuple:
     names = [m["name"] for m in spec["metrics"]]
-    records = curves.read_records(runs, spec.get("source", "eval"), spec.get("objective"))
+    records = curves.read_records(runs, spec.get("source"), spec.get("objective"))
     frame = curves.curve_table(records, spec["groups"], names, spec["seeds"])
-    figure = curves.curve_figure(frame, spec["groups"], spec["metrics"], spec["title"],
-                                 spec.get("xlabel", "fine-tuning iteration"))
-    return figure, frame
+    return curves.curve_figure(frame, spec["groups"], spec["metrics"], spec["title"], spec.get("xlabel")), frame
 
 
 def _sweep(spec: dict, scores: Paths, **_) -> tuple:

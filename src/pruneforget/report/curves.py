@@ -28,12 +28,14 @@ SWEEP_COLUMNS = ["sweep", "lam", "K", "model", "column", "mean", "std", "n", "se
 
 
 RECORDS = {"eval": "eval.csv", "metrics": "metrics.csv"}  # a curve figure's `source`: the run's file
+XLABEL = "fine-tuning iteration"  # the x axis of a curve figure without its own `xlabel`
 
 
-def read_records(run_dirs: list[str | os.PathLike], source: str = "eval",
+def read_records(run_dirs: list[str | os.PathLike], source: str | None = None,
                  objective: str | None = None) -> dict[str, pd.DataFrame]:
-    """Each run directory's evaluation log (`eval`) or training log (`metrics`, only the rows of
-    `objective` when given), keyed by the run's model name (its directory name)."""
+    """Each run directory's evaluation log (`eval`, the default) or training log (`metrics`, only
+    the rows of `objective` when given), keyed by the run's model name (its directory name)."""
+    source = source or "eval"
     if source not in RECORDS:
         raise ValueError(f"curve source {source!r} is not one of {sorted(RECORDS)}")
     out = {}
@@ -72,7 +74,7 @@ def curve_table(evals: dict[str, pd.DataFrame], groups: list[dict], metrics: lis
 
 
 def curve_figure(frame: pd.DataFrame, groups: list[dict], metrics: list[dict], title: str,
-                 xlabel: str = "fine-tuning iteration") -> "plt.Figure":
+                 xlabel: str | None = None) -> "plt.Figure":
     """One panel per metric (`{name, label}`, optional `reference`: a value drawn as a dotted
     line): per group the mean over seeds against the step, the seeds' min-max shaded."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
@@ -85,7 +87,7 @@ def curve_figure(frame: pd.DataFrame, groups: list[dict], metrics: list[dict], t
             ax.fill_between(c["step"], c["min"], c["max"], color=f"C{k}", alpha=0.2, lw=0)
         if metric.get("reference") is not None:
             ax.axhline(metric["reference"], color="0.4", ls=":", lw=1)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel or XLABEL)
         ax.set_ylabel(metric["label"])
         if ax.get_legend_handles_labels()[0]:  # a group drawn (the reference line has no label)
             ax.legend(fontsize=7, frameon=False)
