@@ -162,7 +162,7 @@ def test_bilevel_rules_dry_run_at_paper_scale_on_eight_gpus(tmp_path):
     bilevel resources; the variants reach the command. (Upstream directories are empty stand-ins.)"""
     import re
 
-    from tests.repo_copy import copy_repo, run
+    from repo_copy import copy_repo, run
 
     copy_repo(tmp_path)
     for stand_in in ("expert-80", "base", "data"):
