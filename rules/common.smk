@@ -45,8 +45,11 @@ def unlearn_section(setting, method_section):
 
 def resources_of(group):
     """SLURM resources (gpu, mem_mb, runtime, ...) of a group of rules, from the config's resources section.
-    A group a scale never runs may be absent (the schema requires the ones its DAG needs)."""
-    return {k: v for k, v in config["resources"].get(group, {}).items() if k != "threads"}
+    A group a scale never runs may be absent (the schema requires the ones its DAG needs).
+    Every job runs on one node (nodes=1): a multi-GPU job's GPUs must share the node its
+    accelerate launcher runs on."""
+    group_resources = {k: v for k, v in config["resources"].get(group, {}).items() if k != "threads"}
+    return {"nodes": 1, **group_resources}
 
 
 def threads_of(group):
