@@ -169,3 +169,29 @@ def test_one_seed_overlay_merges_onto_the_tiny_config_and_keeps_three_seeds_for_
     assert resolve_figure(config, "table1")["seeds"] == [0]
     assert resolve_figure(config, "fig4")["seeds"] == resolve_figure(config, "fig5")["seeds"] == [0, 1, 2]
     assert resolve_figure(config, "fig4")["groups"] == load("config/config.yaml")["figures"]["fig4"]["groups"]
+
+
+def test_a_uce_guide_that_is_also_erased_is_rejected():
+    """A guide equal to an erased concept maps the concept onto itself: nothing is erased."""
+    bad = load("config/config.yaml")
+    bad["unlearn"]["artists"]["guide"] = bad["unlearn"]["artists"]["concepts"][0]
+    with pytest.raises(ConfigError, match=r"unlearn\.artists\.guide: .* is also erased"):
+        check_config(bad)
+
+
+def test_an_esd_anchor_that_is_also_erased_is_rejected():
+    bad = load("config/config.yaml")
+    bad["unlearn"]["esd"]["anchor"] = bad["unlearn"]["global"]["concepts"][0]
+    with pytest.raises(ConfigError, match=r"unlearn\.esd\.anchor: .* is erased in unlearn\.\w+\.concepts"):
+        check_config(bad)
+
+
+def test_the_methods_refuse_a_guide_or_anchor_that_is_erased():
+    """The same checks where a command meets its concepts (a config is not the only way in)."""
+    from pruneforget.unlearn.concepts import ConceptSet, UnlearnInputError
+    from pruneforget.unlearn.esd import esd_prompts
+
+    with pytest.raises(UnlearnInputError, match="guide 'stripes' is one of the concepts to erase"):
+        ConceptSet(erase=["stripes", "dots"], guide="stripes")
+    with pytest.raises(UnlearnInputError, match="anchor 'dots' is one of the concepts to erase"):
+        esd_prompts(ConceptSet(erase=["stripes", "dots"]), "concept", "dots")

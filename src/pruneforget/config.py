@@ -141,6 +141,9 @@ def check_unlearn(unlearn: dict, world: dict) -> None:
         both = sorted(set(s["concepts"]) & set(s["preserve"]))
         if both:
             raise ConfigError(f"{key}: {both} are both in concepts and in preserve; a concept is either erased or kept")
+        if s["guide"] and s["guide"] in s["concepts"]:
+            raise ConfigError(f"{key}.guide: {s['guide']!r} is also erased ({key}.concepts); UCE would map it onto "
+                              "itself and leave it intact: guide towards another concept, or null (the empty prompt)")
         if tiny:
             named = [("concepts", c) for c in s["concepts"]] + [("preserve", c) for c in s["preserve"]]
             named += [("guide", s["guide"])] if s["guide"] else []
@@ -194,6 +197,11 @@ def check_esd_bilevel(config: dict, world: dict) -> None:
     if esd and tiny and esd["anchor"] not in world.get("styles", {}):
         raise ConfigError(f"unlearn.esd.anchor: {esd['anchor']!r} is not a style of world.styles; "
                           "in the tiny world the anchor is a neutral style such as plain")
+    for setting in ("artists", "global"):
+        erased = config.get("unlearn", {}).get(setting, {}).get("concepts", [])
+        if esd and esd["anchor"] in erased:
+            raise ConfigError(f"unlearn.esd.anchor: {esd['anchor']!r} is erased in unlearn.{setting}.concepts; ESD "
+                              "would steer the concept towards itself and erase nothing: anchor on a neutral concept")
     bilevel = config.get("bilevel")
     if not bilevel:
         return

@@ -20,6 +20,8 @@ import torch
 from diffusers import StableDiffusionPipeline
 from tqdm.auto import tqdm
 
+from pruneforget.io import atomic_file
+
 MANIFEST_COLUMNS = ["file", "prompt", "seed", "guidance", "steps", "scheduler", "model", "prompt_index", "seed_index"]
 
 
@@ -106,7 +108,9 @@ def sample_prompt_set(
         chunk = todo[start : start + batch_size]
         images = generate(pipe, [texts[n] for n in chunk], [seeds[n] for n in chunk], guidance, steps)
         for n, image in zip(chunk, images):
-            image.save(out_dir / files[n])
+            # Atomically: a kill mid-write leaves no truncated PNG for a resumed run to keep.
+            with atomic_file(out_dir / files[n]) as tmp:
+                image.save(tmp, format="PNG")
         bar.update(len(chunk))
     bar.close()
     manifest = pd.DataFrame(

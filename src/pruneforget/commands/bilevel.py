@@ -12,14 +12,13 @@ lambda, an unknown upper method, a concept the world does not have) fail before 
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 from diffusers import DDPMScheduler
 
 from pruneforget.cli import parse_params
-from pruneforget.commands.finetune import build_evaluation, check_inputs, finetune_pairs, load_student, load_teacher, write_run
-from pruneforget.io import resumable_dir, resumable_work_path
+from pruneforget.commands.finetune import build_evaluation, check_inputs, finetune_pairs, load_student, load_teacher, run_work_dir, write_run
+from pruneforget.io import resumable_work_path
 from pruneforget.train.bilevel import BilevelInputError, BilevelSettings, train_bilevel
 from pruneforget.train.bilevel_inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
 from pruneforget.train.data import read_split
@@ -85,7 +84,8 @@ def run(args: argparse.Namespace) -> None:
           f"on {len(table)} pairs; seed {args.seed}")
 
     main = accelerator.is_main_process
-    with resumable_dir(args.out) if main else contextlib.nullcontext(resumable_work_path(args.out)) as work:
+    with run_work_dir(args, accelerator) as work:
+        accelerator.wait_for_everyone()
         device = accelerator.device
         pipe = load_student(args.expert, device)
         try:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 from pathlib import Path
 
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from pruneforget.cli import parse_params
-from pruneforget.io import resumable_dir, resumable_work_path, write_json
+from pruneforget.io import command_fingerprint, resumable_dir, resumable_work_path, write_json
 from pruneforget.models.load import load_pipeline
 from pruneforget.prune.expert import write_pipeline
 from pruneforget.sample import spread_subset
@@ -113,10 +112,23 @@ def finetune_pairs(pipe, data_dir: Path, table, cfg: dict, scheduler, seed: int)
 
 
 def write_run(pipe, work: Path, run_config: dict) -> None:
-    """A finished run's directory: the pipeline, its resolved config; checkpoints are dropped."""
+    """A finished run's directory: the pipeline and its resolved config (resumable_dir drops the
+    checkpoints after the final rename: RUN_DROP)."""
     write_pipeline(pipe, work)
     write_json(work / "run_config.json", run_config)
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+
+
+# Work files a training run keeps until its artifact is in place (see resumable_dir).
+RUN_DROP = ("checkpoints",)
+
+
+def run_work_dir(args: argparse.Namespace, accelerator):
+    """The run's work directory for every process: the main one checks the fingerprint (starting
+    over when the settings changed) and renames it at the end; the others wait for that check
+    before they look for checkpoints."""
+    if accelerator.is_main_process:
+        return resumable_dir(args.out, command_fingerprint(args), drop=RUN_DROP)
+    return contextlib.nullcontext(resumable_work_path(args.out))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -131,7 +143,8 @@ def run(args: argparse.Namespace) -> None:
 
     # Every process trains in the same work directory; only the main one renames it at the end.
     main = accelerator.is_main_process
-    with resumable_dir(args.out) if main else contextlib.nullcontext(resumable_work_path(args.out)) as work:
+    with run_work_dir(args, accelerator) as work:
+        accelerator.wait_for_everyone()
         device = accelerator.device
         pipe = load_student(args.expert, device, args.seed if args.init == "random" else None)
         teacher = load_teacher(args.teacher, device) if args.loss == "kd" else None

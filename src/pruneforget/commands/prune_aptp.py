@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from pruneforget.cli import parse_params
-from pruneforget.io import resumable_dir, write_json
+from pruneforget.io import command_fingerprint, resumable_dir, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"prune-aptp: {len(groups)} gate groups ({config.layout.dim} gates), {macs.full / 1e9:.3f} GMACs at "
           f"{latent}x{latent} latents, {macs.prunable_full / macs.full:.1%} prunable; budget {args.budget} -> "
           f"keep {target:.3f} of the prunable MACs")
-    with resumable_dir(args.out) as work:
+    with resumable_dir(args.out, command_fingerprint(args), drop=("checkpoint.pt",)) as work:
         train_aptp(pipe, router, encoder, groups, macs, table, args.data, cfg, args.budget, work)
         save_router(router, work)
         (work / "codes").mkdir(exist_ok=True)
@@ -96,7 +96,6 @@ def run(args: argparse.Namespace) -> None:
             "prunable_macs": macs.prunable_full, "latent_size": latent, "text_len": prune["text_len"], "routed_prompts": len(prompts), "experts": experts,
         })
         write_json(work / "run_config.json", {"params": prune, "base": str(args.base), "data": str(args.data), "budget": args.budget})
-        (work / "checkpoint.pt").unlink(missing_ok=True)
     for e in experts:
         print(f"  code {e['index']}: {e['mac_ratio']:.3f} of the MACs, {e['params'] / 1e6:.2f} M params, "
               f"{e['train_prompts']} prompts")

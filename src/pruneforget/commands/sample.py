@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from pruneforget.cli import parse_params
-from pruneforget.io import resumable_dir
+from pruneforget.io import command_fingerprint, resumable_dir
 from pruneforget.models.load import load_pipeline, with_scheduler
 from pruneforget.sample import sample_prompt_set, spread_subset
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> None:
     dtype = torch.float16 if device == "cuda" else None
     pipe = with_scheduler(load_pipeline(args.model, dtype=dtype, device=device), cfg["scheduler"])
     start = time.perf_counter()
-    with resumable_dir(args.out) as work:
+    with resumable_dir(args.out, command_fingerprint(args)) as work:
         sample_prompt_set(
             pipe, prompts, work, guidance=cfg["guidance"], steps=cfg["steps"], scheduler=cfg["scheduler"],
             model_name=str(args.model), batch_size=cfg["batch_size"], base_seed=args.seed, seeds_per_prompt=k,

@@ -10,7 +10,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from pruneforget.cli import parse_params
-from pruneforget.io import resumable_dir, write_json
+from pruneforget.io import command_fingerprint, resumable_dir, write_json
 from pruneforget.world.tables import load_images, read_table
 from pruneforget.models.tiny import build_pipeline
 from pruneforget.train.base import train_teacher
@@ -31,11 +31,10 @@ def run(args: argparse.Namespace) -> None:
     images = load_images(args.data, table)
     torch.manual_seed(args.seed)  # the UNet's initial weights, so a rerun rebuilds the same artifact
     pipe = build_pipeline(cfg, image_size=images.shape[1], vae=vae)
-    with resumable_dir(args.out) as work:
+    with resumable_dir(args.out, command_fingerprint(args), drop=("checkpoint.pt",)) as work:
         train_teacher(pipe, images, table["caption"].tolist(), cfg["unet"], args.seed, work)
         pipe.save_pretrained(work)
         # No timings here: artifacts must be byte-identical on a rebuild (Snakemake's benchmark
         # file records the wall time).
         write_json(work / "train_info.json", {"steps": cfg["unet"]["steps"], "pairs": len(table), "seed": args.seed})
-        (work / "checkpoint.pt").unlink(missing_ok=True)
     print(f"wrote {args.out}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from pruneforget.cli import parse_params
-from pruneforget.io import resumable_dir, write_json
+from pruneforget.io import command_fingerprint, resumable_dir, write_json
 from pruneforget.world.tables import load_images, read_table
 from pruneforget.models.tiny import build_vae
 from pruneforget.train.vae import train_vae
@@ -27,9 +27,8 @@ def run(args: argparse.Namespace) -> None:
     images = load_images(args.data, table)
     # Checkpoints live in the work directory, so a crashed run resumes where it stopped.
     torch.manual_seed(args.seed)  # the initial weights, so a rerun rebuilds the same artifact
-    with resumable_dir(args.out) as work:
+    with resumable_dir(args.out, command_fingerprint(args), drop=("checkpoint.pt",)) as work:
         vae = train_vae(build_vae(cfg, image_size=images.shape[1]), images, cfg, args.seed, work)
         vae.save_pretrained(work)
         write_json(work / "train_info.json", {"steps": cfg["steps"], "images": len(images), "scaling_factor": vae.config.scaling_factor})
-        (work / "checkpoint.pt").unlink(missing_ok=True)
     print(f"wrote {args.out}")

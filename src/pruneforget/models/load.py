@@ -50,9 +50,22 @@ def load_pipeline(source: str | Path, dtype: torch.dtype | None = None, device: 
         from pruneforget.prune.expert import load_expert_unet
 
         kwargs["unet"] = load_expert_unet(path / "unet", dtype=dtype)
+    if _is_bert(path / "text_encoder"):
+        # The tiny world's MiniLM encoder is saved without BERT's pooler (text.py loads it so);
+        # diffusers would add one, initialised at random and unseeded, and every re-saved
+        # pipeline would then differ in bytes.
+        from transformers import BertModel
+
+        kwargs["text_encoder"] = BertModel.from_pretrained(path / "text_encoder", add_pooling_layer=False, **(
+            {"dtype": dtype} if dtype is not None else {}))
     pipe = StableDiffusionPipeline.from_pretrained(str(source), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _is_bert(text_encoder_dir: Path) -> bool:
+    config = text_encoder_dir / "config.json"
+    return config.exists() and json.loads(config.read_text()).get("model_type") == "bert"
 
 
 def with_scheduler(pipe: StableDiffusionPipeline, name: str) -> StableDiffusionPipeline:

@@ -42,6 +42,11 @@ class ConceptSet:
         object.__setattr__(self, "preserve", tuple(self.preserve))
         object.__setattr__(self, "guide", self.guide or None)
         object.__setattr__(self, "pairs", {k: tuple(tuple(p) for p in v) for k, v in self.pairs.items()})
+        if self.guide is not None and self.guide in self.erase:
+            raise UnlearnInputError(
+                f"guide {self.guide!r} is one of the concepts to erase {list(self.erase)}: UCE would map it onto "
+                "itself and leave it intact; guide towards another concept (plain, art) or none"
+            )
 
 
 def cross_attention_layers(unet: UNet2DConditionModel) -> dict[str, Attention]:

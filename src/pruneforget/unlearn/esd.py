@@ -81,6 +81,11 @@ def check_params(params: dict) -> None:
 
 def esd_prompts(concepts: ConceptSet, source: str, anchor: str) -> list[list[tuple[str, str]]]:
     """Per concept (or prompt-pair group), its (concept prompt c, anchor prompt c') pairs."""
+    if anchor in concepts.erase:
+        raise UnlearnInputError(
+            f"anchor {anchor!r} is one of the concepts to erase {list(concepts.erase)}: ESD would steer the concept "
+            "towards itself and erase nothing; anchor on a neutral concept (plain in the tiny world)"
+        )
     if source == "name":
         return [[(c, anchor)] for c in concepts.erase]
     if source != "pairs":
