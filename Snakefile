@@ -11,13 +11,13 @@ Snakemake executes and DVC records: dvc.yaml is generated from this DAG
 import os
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 # The DAG imports the package (config checks, figure inputs) from the checked-out source, like
 # the jobs do (shell.prefix below), not from whatever copy happens to be installed.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from pruneforget.config import check_config
+from pruneforget.config import ConfigError, validate_config
 
 min_version("8.20")
 
@@ -31,8 +31,13 @@ if not workflow.config_settings.configfiles:
 
 # Reject a bad config before any job runs: the schema (types, units, unknown keys), then the
 # cross-field checks a schema cannot express (removed styles exist, local model paths exist, ...).
-validate(config, "workflow/schemas/config.schema.yaml")
-check_config(config)
+# The package's validate_config, not Snakemake's `validate`: the same schema, but its message names
+# the key first ("unknown key `finetune.stpes` (a typo of `steps`?)") instead of after a dump of
+# the whole schema.
+try:
+    validate_config(config)
+except ConfigError as exc:
+    sys.exit(f"Config error: {exc}")
 
 
 # One scale per run: a path of another scale (results/sd21/... under the tiny config) must not be

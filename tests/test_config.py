@@ -195,3 +195,14 @@ def test_the_methods_refuse_a_guide_or_anchor_that_is_erased():
         ConceptSet(erase=["stripes", "dots"], guide="stripes")
     with pytest.raises(UnlearnInputError, match="anchor 'dots' is one of the concepts to erase"):
         esd_prompts(ConceptSet(erase=["stripes", "dots"]), "concept", "dots")
+
+
+def test_a_micro_batch_that_does_not_divide_the_batch_is_rejected_by_the_config_check():
+    bad = load("config/config.yaml")
+    bad["finetune"]["micro_batch_size"] = 5
+    with pytest.raises(ConfigError, match=r"finetune\.micro_batch_size: 5 x 1 process\(es\).*does not divide finetune\.batch_size 32"):
+        check_config(bad)
+    paper = load("config/sd21.yaml")
+    paper["finetune"]["micro_batch_size"] = 16  # 16 x 8 GPUs > 64
+    with pytest.raises(ConfigError, match=r"16 x 8 process\(es\) \(resources\.finetune\.gpu\)"):
+        check_config(paper)

@@ -230,3 +230,55 @@ def test_a_resaved_pipeline_is_byte_identical(tiny_pipe, tmp_path):
     weights = "text_encoder/model.safetensors"
     assert (tmp_path / "a" / weights).read_bytes() == (tmp_path / "b" / weights).read_bytes()
     assert not any(k.startswith("pooler") for k in load_file(tmp_path / "a" / weights))
+
+
+# ---- bad prompt sets: refused before any model is loaded, naming the file and the row ----------------
+
+@pytest.mark.parametrize("text,message", [
+    ("", "is empty"),
+    ("prompt\n", "has a header and no prompts"),
+    ("text\na red circle\n", "needs a `prompt` (or `caption`) column"),
+    ("prompt\na red circle\n\"\"\na blue square\n", "row 3 (line of the file) has an empty prompt"),
+])
+def test_a_bad_prompt_set_is_refused_before_the_model_loads(tmp_path, monkeypatch, text, message):
+    import pruneforget.commands.sample as sample_command
+
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text(text)
+    monkeypatch.setattr(sample_command, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit, match=str(prompts).replace(".", r"\.")) as exc:
+        _sample(tmp_path / "no-model", prompts, 5.0, tmp_path / "out")
+    assert message in str(exc.value)
+    assert not (tmp_path / "out").exists() and not resumable_work_path(tmp_path / "out").exists()
+
+
+# ---- a corrupted checkpoint names the work directory to delete --------------------------------------
+
+def test_a_corrupted_teacher_checkpoint_names_the_work_directory(micro_world, tmp_path, monkeypatch):
+    import pruneforget.train.base as base_module
+
+    root, base = micro_world
+    with monkeypatch.context() as m:
+        _crash_after_first_checkpoint(m, base_module)
+        with pytest.raises(Crash):
+            _train_base(root, base, tmp_path / "cut")
+    work = resumable_work_path(tmp_path / "cut")
+    (work / "checkpoint.pt").write_bytes((work / "checkpoint.pt").read_bytes()[:100])
+    with pytest.raises(RuntimeError, match=f"delete the work directory {work}".replace(".", r"\.")):
+        _train_base(root, base, tmp_path / "cut")
+
+
+def test_a_corrupted_finetune_checkpoint_names_the_work_directory(ft_workspace, monkeypatch):
+    import pruneforget.train.loop as loop
+    from test_train_finetune import FT, command
+
+    params = {**FT, "eval_every": 0, "checkpoint_every": 1}
+    with monkeypatch.context() as m:
+        _crash_after_first_checkpoint(m, loop)
+        with pytest.raises(Crash):
+            main(command(ft_workspace, out="cut", params=params))
+    work = resumable_work_path(ft_workspace / "cut")
+    for f in (work / "checkpoints").rglob("*.safetensors"):
+        f.write_bytes(b"not a tensor file")
+    with pytest.raises(RuntimeError, match=r"corrupted: delete the work directory .*\.cut\.work"):
+        main(command(ft_workspace, out="cut", params=params))

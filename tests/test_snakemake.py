@@ -100,3 +100,15 @@ def test_bilevel_sweep_runs_the_one_at_a_time_grid_without_passing_it_to_runs():
     assert runs == expected
     shells = [line for line in out.splitlines() if " bilevel --expert " in line]
     assert shells and not any('"sweep"' in line for line in shells), shells[:1]
+
+
+def test_an_unknown_key_is_named_first_with_the_key_it_mistypes(tmp_path):
+    """The project's message, not a dump of the 900-line schema before the key."""
+    text = (ROOT / "config/config.yaml").read_text().replace("\n  steps: 200 ", "\n  stpes: 200 ", 1)
+    path = tmp_path / "typo.yaml"
+    path.write_text(text)
+    result = snakemake("-n", "--configfile", str(path))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "unknown key `finetune.stpes` (a typo of `steps`?)" in out
+    assert len(out.splitlines()) < 10 and "description" not in out, out[:2000]

@@ -117,3 +117,9 @@ def test_tiny_pairs_follow_the_world_and_paper_pairs_match_the_shipped_lists(tmp
     humans = prompt_subjects("humans", None)
     naked = prompt_pairs("a photo of a {subject}", "a photo of a naked {subject}", humans, ["nudity", "blood"])
     assert list(naked.values()) == [tuple(nudity_pairs(humans))]  # one group: the target names no concept
+
+
+def test_skill_k_is_the_published_floor_and_at_least_one_weight_per_row():
+    """A ratio tuned on one expert's widths must not select nothing in another expert's narrower layer."""
+    assert cp.skill_k(1280, 0.01) == 12 and cp.skill_k(5120, 0.03) == 153  # int(), as published
+    assert cp.skill_k(32, 0.03) == 1  # published int(0.96) = 0 would leave the layer untouched

@@ -6,6 +6,8 @@ Every error names the offending key (dotted path, e.g. `base.unet.steps`) and ho
 
 from __future__ import annotations
 
+import difflib
+
 import re
 import string
 from pathlib import Path
@@ -83,6 +85,7 @@ def check_config(config: dict) -> None:
                 "or set world.download: true"
             )
 
+    _check_batches(config)
     if config.get("unlearn"):
         check_unlearn(config["unlearn"], world)
     if "score" in config:
@@ -125,6 +128,23 @@ def _check_figures(config: dict) -> None:
                 resolve_figure(config, name)
             except ValueError as exc:
                 raise ConfigError(f"figures.{name}: {exc}") from exc
+
+
+def _check_batches(config: dict) -> None:
+    """finetune.batch_size is micro-batches x processes x accumulation steps, for every job that
+    trains with it (fine-tuning, bilevel): checked here, before Snakemake removes any output."""
+    ft = config.get("finetune")
+    if not ft:
+        return
+    for group in ("finetune", "bilevel"):
+        processes = max(1, config.get("resources", {}).get(group, {}).get("gpu", 0))
+        per_pass = ft["micro_batch_size"] * processes
+        if ft["batch_size"] % per_pass:
+            raise ConfigError(
+                f"finetune.micro_batch_size: {ft['micro_batch_size']} x {processes} process(es) (resources.{group}.gpu) "
+                f"does not divide finetune.batch_size {ft['batch_size']}; use a micro_batch_size that divides "
+                f"{ft['batch_size'] // processes}"
+            )
 
 
 def check_unlearn(unlearn: dict, world: dict) -> None:
@@ -244,6 +264,10 @@ def _explain(error) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         where = _dotted(error.absolute_path)
-        keys = ", ".join(f"{where}.{k}" if where else k for k in extra)
-        return f"unknown key(s) {keys}; allowed here: {', '.join(allowed)} (a typo?)"
+        named = []
+        for k in extra:
+            close = difflib.get_close_matches(k, allowed, n=1)
+            hint = f" (a typo of `{close[0]}`?)" if close else ""
+            named.append(f"`{where}.{k}`{hint}" if where else f"`{k}`{hint}")
+        return f"unknown key {', '.join(named)}; allowed here: {', '.join(allowed)}"
     return error.message

@@ -53,6 +53,30 @@ def as_prompt_set(table: pd.DataFrame) -> pd.DataFrame:
     raise ValueError(f"a prompt set needs a `prompt` (or `caption`) column; found {list(table.columns)}")
 
 
+def read_prompt_set(path: Path) -> pd.DataFrame:
+    """A prompt CSV as a prompt set, refused (ValueError naming the file, the row and the fix)
+    when it is empty, has only a header, lacks the prompt column or holds an empty prompt:
+    before any model is loaded, and before a finished-looking empty sample set is written."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prompt set {path} does not exist; build it (rule prepare_data / fetch_prompt_set) or fix the path")
+    try:
+        table = pd.read_csv(path, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"prompt set {path} is empty; it needs a header with a `prompt` column and one row per prompt") from None
+    try:
+        prompts = as_prompt_set(table)
+    except ValueError as exc:
+        raise ValueError(f"prompt set {path}: {exc}") from None
+    if prompts.empty:
+        raise ValueError(f"prompt set {path} has a header and no prompts; add one row per prompt")
+    blank = [i for i, p in enumerate(prompts["prompt"]) if not str(p).strip()]
+    if blank:
+        raise ValueError(f"prompt set {path}: row {blank[0] + 2} (line of the file) has an empty prompt"
+                         f"{f' ({len(blank)} such rows)' if len(blank) > 1 else ''}; fill it in or delete the row")
+    return prompts
+
+
 def spread_subset(prompts: pd.DataFrame, n: int) -> pd.DataFrame:
     """`n` rows evenly spaced through `prompts`, in order. Prompt tables are grouped by label
     (style, then shape, ...), so the first n rows would miss whole styles; every k-th row does not."""

@@ -7,13 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from pruneforget.cli import parse_params
 from pruneforget.io import command_fingerprint, resumable_dir
 from pruneforget.models.load import load_pipeline, with_scheduler
-from pruneforget.sample import sample_prompt_set, spread_subset
+from pruneforget.sample import read_prompt_set, sample_prompt_set, spread_subset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +32,10 @@ def run(args: argparse.Namespace) -> None:
     k = args.seeds_per_prompt if args.seeds_per_prompt is not None else cfg.get("seeds_per_prompt", 1)
     if not isinstance(k, int) or k < 1:
         sys.exit(f"sample: seeds per prompt must be an integer >= 1, got {k!r} (--seeds-per-prompt or sample.seeds_per_prompt)")
-    prompts = pd.read_csv(args.prompts)
+    try:
+        prompts = read_prompt_set(args.prompts)
+    except ValueError as exc:
+        sys.exit(f"sample: {exc}")
     if args.limit is not None:
         prompts = spread_subset(prompts, args.limit)
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -27,9 +27,14 @@ def save_checkpoint(path: Path, step: int, modules: dict, generator: torch.Gener
 
 def load_checkpoint(path: Path, modules: dict, generator: torch.Generator) -> int:
     """Restore a checkpoint written by `save_checkpoint`; returns the step to continue from."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    for k, m in modules.items():
-        m.load_state_dict(state["modules"][k])
+    from pruneforget.train.loop import CorruptCheckpoint
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        for k, m in modules.items():
+            m.load_state_dict(state["modules"][k])
+    except Exception as exc:  # truncated file, unpickling error, missing or mismatched module
+        raise CorruptCheckpoint(path, path.parent, exc) from exc
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])

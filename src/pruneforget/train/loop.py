@@ -108,6 +108,14 @@ def _peak_memory(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint that cannot be read; the message names the work directory to delete."""
+
+    def __init__(self, checkpoint: Path, work_dir: Path, cause: Exception):
+        super().__init__(f"cannot resume from {checkpoint} ({type(cause).__name__}: {cause}); the checkpoint is "
+                         f"corrupted: delete the work directory {work_dir} and rerun to restart the job from step 0")
+
+
 def _checkpoints(work_dir: Path) -> list[Path]:
     root = work_dir / "checkpoints"
     return sorted(root.glob("step-[0-9]*")) if root.exists() else []
@@ -207,7 +215,10 @@ def train(
 
     existing = _checkpoints(work_dir)
     if existing:
-        accelerator.load_state(str(existing[-1]))
+        try:
+            accelerator.load_state(str(existing[-1]))
+        except Exception as exc:  # any unreadable part: safetensors, pickle, a missing file
+            raise CorruptCheckpoint(existing[-1], work_dir, exc) from exc
     start = state.step
 
     term_names = list(dict.fromkeys(t for o in objectives for t in o.terms))
