@@ -44,6 +44,20 @@ from pruneforget.io import write_json
 from pruneforget.train.metrics_log import CsvLog
 from pruneforget.train.objective import Batch, LoopSettings, Objective, make_optimizer, objective_step_counts, trajectory_settings
 
+
+class SettingsChanged(ValueError):
+    """A checkpoint of a run with other loop settings (commands never get here: resumable_dir
+    starts such work over; this guards direct callers of `train`)."""
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint that cannot be read; the message names the work directory to delete."""
+
+    def __init__(self, checkpoint: Path, work_dir: Path, cause: Exception):
+        super().__init__(f"cannot resume from {checkpoint} ({type(cause).__name__}: {cause}); the checkpoint is "
+                         f"corrupted: delete the work directory {work_dir} and rerun to restart the job from step 0")
+
+
 class LoopState:
     """The loop's own resumable state, checkpointed with accelerate's `register_for_checkpointing`."""
 
@@ -62,7 +76,7 @@ class LoopState:
 
     def load_state_dict(self, state: dict) -> None:
         if state["fingerprint"] != self.fingerprint:
-            raise ValueError(
+            raise SettingsChanged(
                 f"the checkpoint was written by a run with other settings ({state['fingerprint']}) than this one "
                 f"({self.fingerprint}); delete the work directory to start over"
             )
@@ -106,14 +120,6 @@ def _peak_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
-class CorruptCheckpoint(RuntimeError):
-    """A checkpoint that cannot be read; the message names the work directory to delete."""
-
-    def __init__(self, checkpoint: Path, work_dir: Path, cause: Exception):
-        super().__init__(f"cannot resume from {checkpoint} ({type(cause).__name__}: {cause}); the checkpoint is "
-                         f"corrupted: delete the work directory {work_dir} and rerun to restart the job from step 0")
 
 
 def _checkpoints(work_dir: Path) -> list[Path]:
@@ -217,6 +223,8 @@ def train(
     if existing:
         try:
             accelerator.load_state(str(existing[-1]))
+        except SettingsChanged:
+            raise
         except Exception as exc:  # any unreadable part: safetensors, pickle, a missing file
             raise CorruptCheckpoint(existing[-1], work_dir, exc) from exc
     start = state.step
