@@ -13,14 +13,17 @@ indices (`prompt_index`, `seed_index`) so two models' sample sets pair image by 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-from diffusers import StableDiffusionPipeline
 from tqdm.auto import tqdm
 
 from pruneforget.io import atomic_file
+
+if TYPE_CHECKING:  # diffusers costs 2.5 s of import: judging and scoring need none of it
+    from diffusers import StableDiffusionPipeline
 
 MANIFEST_COLUMNS = ["file", "prompt", "seed", "guidance", "steps", "scheduler", "model", "prompt_index", "seed_index"]
 
