@@ -122,9 +122,11 @@ def test_remove_styles_come_from_config_not_code(tmp_path):
     build_tiny(small_world(remove_styles=["vertical stripes", "plaid"]), out)
     finetune = read_table(out, "finetune")
     assert set(read_table(out, "train")["style"]) - set(finetune["style"]) == {"vertical stripes", "plaid"}
-    names = sorted(p.name for p in (out / "prompts").iterdir())
-    assert names == ["remove_plaid.csv", "remove_vertical_stripes.csv", "retain.csv",
-                     "synonyms_plaid.csv", "synonyms_vertical_stripes.csv"]
+    names = {p.name for p in (out / "prompts").iterdir()}
+    assert {"remove_plaid.csv", "remove_vertical_stripes.csv", "retain.csv",
+            "synonyms_plaid.csv", "synonyms_vertical_stripes.csv"} <= names
+    prompts = read_world(out)["prompts"]
+    assert prompts["remove"] == {"vertical stripes": "prompts/remove_vertical_stripes.csv", "plaid": "prompts/remove_plaid.csv"}
 
 
 def test_new_style_needs_only_config(tmp_path):
@@ -170,3 +172,14 @@ def test_prepare_data_cli_fails_cleanly_on_bad_params(tmp_path):
     assert proc.returncode != 0
     assert "world.remove_styles" in proc.stderr and "impressionism" in proc.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_every_style_has_removal_and_synonym_prompts(built):
+    """The global setting may remove a style D_f keeps (a retained style): its sets must exist too."""
+    from pruneforget.world.tables import remove_prompts_path, synonym_prompts_path
+
+    world = read_world(built)
+    for style, info in world["styles"].items():
+        remove = read_prompts(built / remove_prompts_path(info["slug"]))
+        assert set(remove["style"]) == {style}
+        assert (built / synonym_prompts_path(info["slug"])).exists()

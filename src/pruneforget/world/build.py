@@ -73,6 +73,12 @@ def build_tiny(params: dict, out_dir: str | os.PathLike) -> WorldSpec:
         write_table(synonym_prompts(spec, style), out / synonym_prompts_path(style.slug))
     retain = retain_prompts(spec)
     write_table(retain, out / RETAIN_PROMPTS_PATH)
+    # The other styles' removal and synonym prompts too, last (the sets above stay as they were):
+    # the global setting (figures.global_style, unlearn.global) may remove a style D_f keeps.
+    for s in spec.retain_styles:
+        style = spec.styles[s]
+        write_table(removal_prompts(spec, style), out / remove_prompts_path(style.slug))
+        write_table(synonym_prompts(spec, style), out / synonym_prompts_path(style.slug))
     counts = {"train": len(train), "finetune": len(finetune), "val": len(val), "retain_prompts": len(retain),
               "prompts_per_style": spec.prompts_per_style}
     write_json(out / "world.json", world_description(spec, counts))
