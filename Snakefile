@@ -17,7 +17,7 @@ from snakemake.utils import min_version
 # the jobs do (shell.prefix below), not from whatever copy happens to be installed.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from pruneforget.config import ConfigError, validate_config
+from pruneforget.config import ConfigError, read_config_file, validate_config
 
 min_version("8.20")
 
@@ -25,6 +25,10 @@ min_version("8.20")
 # Each config file is complete. A --configfile replaces the default instead of being merged into
 # it: Snakemake merges nested sections, which would mix the tiny world's keys into COCO's.
 if not workflow.config_settings.configfiles:
+    try:  # a YAML error named by file and line (a --configfile is parsed by Snakemake before this runs)
+        read_config_file("config/config.yaml")
+    except ConfigError as exc:
+        sys.exit(f"Config error: {exc}")
 
     configfile: "config/config.yaml"
 

@@ -206,3 +206,13 @@ def test_a_micro_batch_that_does_not_divide_the_batch_is_rejected_by_the_config_
     paper["finetune"]["micro_batch_size"] = 16  # 16 x 8 GPUs > 64
     with pytest.raises(ConfigError, match=r"16 x 8 process\(es\) \(resources\.finetune\.gpu\)"):
         check_config(paper)
+
+
+def test_a_malformed_yaml_file_is_named_with_its_line(tmp_path):
+    from pruneforget.config import read_config_file
+
+    path = tmp_path / "config.yaml"
+    path.write_text("scale: tiny\nworld:\n  seed: [0, 1\n  kind: tiny\n")
+    with pytest.raises(ConfigError, match=rf"{path}, line 4, column 7: .*fix the YAML there"):
+        read_config_file(path)
+    assert read_config_file(ROOT / "config/config.yaml")["scale"] == "tiny"

@@ -130,6 +130,28 @@ def test_teacher_checkpoint_of_other_settings_is_not_resumed(micro_world, tmp_pa
     assert not _same_weights(tmp_path / "cut", tmp_path / "old", unet)
 
 
+def test_vae_checkpoint_of_other_settings_is_not_resumed(micro_world, tmp_path, monkeypatch, capsys):
+    import pruneforget.train.vae as vae_module
+
+    root, base = micro_world
+    params = json.loads(json.dumps(base))
+    params["vae"].update(steps=4, checkpoint_every=2)
+
+    def train_vae(p: dict, out: str) -> None:
+        main(["train-vae", "--data", str(root / "data"), "--params", json.dumps(p), "--out", str(tmp_path / out)])
+
+    with monkeypatch.context() as m:
+        _crash_after_first_checkpoint(m, vae_module)
+        with pytest.raises(Crash):
+            train_vae(params, "cut")
+    changed = json.loads(json.dumps(params))
+    changed["vae"]["lr"] = 5e-3
+    train_vae(changed, "cut")
+    assert "starting over" in capsys.readouterr().err
+    train_vae(changed, "clean")
+    assert _same_weights(tmp_path / "cut", tmp_path / "clean", "diffusion_pytorch_model.safetensors")
+
+
 @pytest.fixture()
 def ft_workspace(tmp_path, tiny_pipe):
     from test_train_finetune import write_data, write_evaluator

@@ -112,3 +112,14 @@ def test_an_unknown_key_is_named_first_with_the_key_it_mistypes(tmp_path):
     assert result.returncode != 0
     assert "unknown key `finetune.stpes` (a typo of `steps`?)" in out
     assert len(out.splitlines()) < 10 and "description" not in out, out[:2000]
+
+
+def test_a_malformed_default_config_is_named_with_its_line(tmp_path):
+    from repo_copy import copy_repo
+
+    copy_repo(tmp_path)
+    config = tmp_path / "config/config.yaml"
+    config.write_text(config.read_text().replace("scale: tiny", "scale: [tiny", 1))
+    result = subprocess.run(["snakemake", "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert re.search(r"config/config\.yaml, line \d+, column \d+: ", result.stdout + result.stderr), result.stderr[-2000:]

@@ -33,6 +33,22 @@ def is_local_path(value: str) -> bool:
     return value.startswith(("/", "./", "../", "~")) or value.count("/") > 1
 
 
+def read_config_file(path: str | Path) -> dict:
+    """A YAML config file as a dict; ConfigError names the file, line and column of a syntax error
+    (Snakemake's own loader says only "not valid JSON or YAML")."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: {exc.problem} "
+                          f"({exc.context or 'YAML syntax'}); fix the YAML there") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config is a YAML mapping of sections (scale, world, ...), got {type(config).__name__}")
+    return config
+
+
 def validate_config(config: dict, schema_path: str | Path = SCHEMA) -> None:
     """Check `config` against the JSON schema, then run `check_config`.
 
