@@ -6,8 +6,6 @@ Slow (minutes): `pytest -m slow`."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -113,28 +111,15 @@ def test_dvc_repro_in_a_fresh_clone_rebuilds_the_same_artifacts(micro_repo, tmp_
     # byte-identical too: nothing in them is initialised at random and unseeded.
     rebuild = run(["snakemake", "--cores", "2", *REBUILT_MODELS], fresh, timeout=1200)
     assert rebuild.returncode == 0, rebuild.stderr[-6000:]
+    sys.path.insert(0, str(ROOT / "workflow/scripts"))
+    from compare_builds import compare, digests  # timings (documented there) left out
+
     for model in REBUILT_MODELS:
-        first, second = _file_digests(micro_repo / model), _file_digests(fresh / model)
-        assert first and first == second, (model, {k for k in first if first.get(k) != second.get(k)})
+        assert digests(micro_repo / model)
+        assert compare(micro_repo / model, fresh / model) == [], model
 
 
 # Every kind of model the chain re-saves: a sliced APTP expert, a distilled student, a closed-form
 # edit of it, a bilevel run.
 REBUILT_MODELS = ["results/tiny/expert-80", "results/tiny/ft-80-kd-pruned-s0", "results/tiny/uce-artists-s0",
                   "results/tiny/bilevel-artists-s0"]
-# Fields documented as timings: cost.json (seconds per step), the `seconds` column of metrics.csv
-# and the `seconds` entry of unlearn.json.
-TIMINGS = {"cost.json"}
-
-
-def _file_digests(directory: Path) -> dict[str, str]:
-    """File -> SHA-256 of every file under `directory`, timings left out."""
-    digests = {}
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name not in TIMINGS):
-        data = path.read_bytes()
-        if path.name == "metrics.csv":
-            data = pd.read_csv(path).drop(columns=["seconds"], errors="ignore").to_csv(index=False).encode()
-        elif path.name == "unlearn.json":
-            data = json.dumps({k: v for k, v in json.loads(data).items() if k != "seconds"}, sort_keys=True).encode()
-        digests[str(path.relative_to(directory))] = hashlib.sha256(data).hexdigest()
-    return digests
