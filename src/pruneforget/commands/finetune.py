@@ -142,7 +142,6 @@ def run(args: argparse.Namespace) -> None:
           f"process(es) x {settings.gradient_accumulation_steps} accumulation)")
 
     # Every process trains in the same work directory; only the main one renames it at the end.
-    main = accelerator.is_main_process
     with run_work_dir(args, accelerator) as work:
         accelerator.wait_for_everyone()
         device = accelerator.device
