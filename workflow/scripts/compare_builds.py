@@ -9,8 +9,8 @@ BUILD_A and BUILD_B are two checkouts that each ran the same target from nothing
 compared and every difference; exits 1 if there is one.
 
 Timings, left out of the comparison: cost.json (seconds per step, peak memory), the `seconds`
-column of a training run's metrics.csv, the `seconds` entry of unlearn.json, and the seconds
-columns of the cost table (figures/table_cost.*), which shows those timings.
+column of a training run's metrics.csv, the `seconds` and `stats.seconds_per_step` entries of
+unlearn.json, and the timing columns of the cost table (figures/table_cost.*), which draws them.
 """
 
 from __future__ import annotations
@@ -34,12 +34,19 @@ def normalised(path: Path) -> bytes:
     if path.name == "metrics.csv":
         return pd.read_csv(io.BytesIO(data)).drop(columns=["seconds"], errors="ignore").to_csv(index=False).encode()
     if path.name == "unlearn.json":
-        return json.dumps({k: v for k, v in json.loads(data).items() if k != "seconds"}, sort_keys=True).encode()
+        return json.dumps(_without_seconds(json.loads(data)), sort_keys=True).encode()
     if path.stem in TIMING_FIGURES and path.suffix == ".csv":
         table = pd.read_csv(io.BytesIO(data))
         keep = [c for c in table.columns if "second" not in c.lower() and "time" not in c.lower() and "memory" not in c.lower()]
         return table[keep].to_csv(index=False).encode()
     return data
+
+
+def _without_seconds(value):
+    """A JSON value without its timing entries (keys starting with `seconds`), at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_seconds(v) for k, v in value.items() if not k.startswith("seconds")}
+    return value
 
 
 def digests(root: Path) -> dict[str, str]:
