@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from pruneforget.cli import main
 from pruneforget.io import FINGERPRINT, resumable_dir, resumable_work_path
 from pruneforget.models.load import load_pipeline
+from test_train_finetune import workspace  # noqa: F401 (the fine-tuning command's inputs, a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,20 +153,9 @@ def test_vae_checkpoint_of_other_settings_is_not_resumed(micro_world, tmp_path, 
     assert _same_weights(tmp_path / "cut", tmp_path / "clean", "diffusion_pytorch_model.safetensors")
 
 
-@pytest.fixture()
-def ft_workspace(tmp_path, tiny_pipe):
-    from test_train_finetune import write_data, write_evaluator
-
-    tiny_pipe.save_pretrained(tmp_path / "base")
-    tiny_pipe.save_pretrained(tmp_path / "expert")
-    write_data(tmp_path / "data")
-    write_evaluator(tmp_path / "evaluator")
-    return tmp_path
-
-
 @pytest.mark.parametrize("key,value", [("loss_weights", {"diff": 1.0, "out_kd": 0.0, "feat_kd": 0.0}),
                                        ("snr_gamma", None), ("max_grad_norm", 0.01)])
-def test_finetune_checkpoint_of_other_settings_is_not_resumed(ft_workspace, monkeypatch, capsys, key, value):
+def test_finetune_checkpoint_of_other_settings_is_not_resumed(workspace, monkeypatch, capsys, key, value):
     import pruneforget.train.loop as loop
     from test_train_finetune import FT, command
 
@@ -173,14 +163,14 @@ def test_finetune_checkpoint_of_other_settings_is_not_resumed(ft_workspace, monk
     with monkeypatch.context() as m:
         _crash_after_first_checkpoint(m, loop)
         with pytest.raises(Crash):
-            main(command(ft_workspace, out="cut", params=params))
+            main(command(workspace, out="cut", params=params))
     changed = {**params, key: value}
-    main(command(ft_workspace, out="cut", params=changed))
+    main(command(workspace, out="cut", params=changed))
     assert "starting over" in capsys.readouterr().err
-    main(command(ft_workspace, out="clean", params=changed))
+    main(command(workspace, out="clean", params=changed))
     unet = "unet/diffusion_pytorch_model.safetensors"
-    assert _same_weights(ft_workspace / "cut", ft_workspace / "clean", unet)
-    assert json.loads((ft_workspace / "cut/run_config.json").read_text())["params"][key] == value
+    assert _same_weights(workspace / "cut", workspace / "clean", unet)
+    assert json.loads((workspace / "cut/run_config.json").read_text())["params"][key] == value
 
 
 def _sample(model: Path, prompts: Path, guidance: float, out: Path) -> None:
@@ -290,7 +280,7 @@ def test_a_corrupted_teacher_checkpoint_names_the_work_directory(micro_world, tm
         _train_base(root, base, tmp_path / "cut")
 
 
-def test_a_corrupted_finetune_checkpoint_names_the_work_directory(ft_workspace, monkeypatch):
+def test_a_corrupted_finetune_checkpoint_names_the_work_directory(workspace, monkeypatch):
     import pruneforget.train.loop as loop
     from test_train_finetune import FT, command
 
@@ -298,9 +288,9 @@ def test_a_corrupted_finetune_checkpoint_names_the_work_directory(ft_workspace, 
     with monkeypatch.context() as m:
         _crash_after_first_checkpoint(m, loop)
         with pytest.raises(Crash):
-            main(command(ft_workspace, out="cut", params=params))
-    work = resumable_work_path(ft_workspace / "cut")
+            main(command(workspace, out="cut", params=params))
+    work = resumable_work_path(workspace / "cut")
     for f in (work / "checkpoints").rglob("*.safetensors"):
         f.write_bytes(b"not a tensor file")
     with pytest.raises(RuntimeError, match=r"corrupted: delete the work directory .*\.cut\.work"):
-        main(command(ft_workspace, out="cut", params=params))
+        main(command(workspace, out="cut", params=params))
