@@ -96,7 +96,7 @@ def resumable_dir(out: str | os.PathLike, fingerprint: dict, drop: tuple[str, ..
 
 
 def _what_differs(old: str | None, new: str) -> str:
-    """`settings (a, b.c)`: the top-level keys whose values differ between two fingerprints."""
+    """`settings or inputs (params, seed)`: the arguments whose values differ between two fingerprints."""
     if old is None:
         return "settings (no fingerprint: an older version of the code)"
     try:
