@@ -2,7 +2,7 @@
 which has no accounting, like many lab clusters: every job of the micro teacher chain and a static
 pruning job is submitted with sbatch, polled with squeue and collected; a job SLURM cancels leaves
 nothing that looks finished and the rerun completes it; an 8-GPU paper-scale job asks SLURM for
-8 GPUs on one node. The micro paper_figures DAG (228 jobs) is not run through SLURM here: at about
+8 GPUs on one node. The micro paper_figures DAG (232 jobs) is not run through SLURM here: at about
 10 s of start-up per job on 2 cores it alone would exceed CI's budget.
 
 Needs root (the SLURM daemons); .ci/run starts the local SLURM before the tests and stops it after.
