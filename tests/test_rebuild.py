@@ -3,7 +3,7 @@ file, timings excepted (their list: workflow/scripts/compare_builds.py). Every s
 nothing in a saved model is initialised at random.
 
 Two 7-minute builds do not fit CI's budget beside the rest, so this test is opt-in:
-`python -m pytest -m rebuild` (about 16 minutes on 2 cores). CI covers the same property on the
+`python -m pytest -m rebuild` (14 minutes on 2 cores). CI covers the same property on the
 teacher chain (rebuilt by `dvc repro`) and on every kind of re-saved model
 (tests/test_workflow_micro.py).
 """
