@@ -132,6 +132,14 @@ def path_identity(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint that cannot be read; the message names the work directory to delete."""
+
+    def __init__(self, checkpoint: Path, work_dir: Path, cause: Exception):
+        super().__init__(f"cannot resume from {checkpoint} ({type(cause).__name__}: {cause}); the checkpoint is "
+                         f"corrupted: delete the work directory {work_dir} and rerun to restart the job from step 0")
+
+
 def resumable_work_path(out: str | os.PathLike) -> Path:
     """The work directory `resumable_dir(out)` uses (for processes that share it without renaming)."""
     out = Path(out)

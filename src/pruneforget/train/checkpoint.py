@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pruneforget.io import CorruptCheckpoint
+
 
 def save_checkpoint(path: Path, step: int, modules: dict, generator: torch.Generator) -> None:
     """Write everything needed to continue exactly where training stopped (atomically)."""
@@ -27,8 +29,6 @@ def save_checkpoint(path: Path, step: int, modules: dict, generator: torch.Gener
 
 def load_checkpoint(path: Path, modules: dict, generator: torch.Generator) -> int:
     """Restore a checkpoint written by `save_checkpoint`; returns the step to continue from."""
-    from pruneforget.train.loop import CorruptCheckpoint
-
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         for k, m in modules.items():

@@ -40,7 +40,7 @@ from diffusers.optimization import get_scheduler
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from pruneforget.io import write_json
+from pruneforget.io import CorruptCheckpoint, write_json
 from pruneforget.train.metrics_log import CsvLog
 from pruneforget.train.objective import Batch, LoopSettings, Objective, make_optimizer, objective_step_counts, trajectory_settings
 
@@ -48,14 +48,6 @@ from pruneforget.train.objective import Batch, LoopSettings, Objective, make_opt
 class SettingsChanged(ValueError):
     """A checkpoint of a run with other loop settings (commands never get here: resumable_dir
     starts such work over; this guards direct callers of `train`)."""
-
-
-class CorruptCheckpoint(RuntimeError):
-    """A checkpoint that cannot be read; the message names the work directory to delete."""
-
-    def __init__(self, checkpoint: Path, work_dir: Path, cause: Exception):
-        super().__init__(f"cannot resume from {checkpoint} ({type(cause).__name__}: {cause}); the checkpoint is "
-                         f"corrupted: delete the work directory {work_dir} and rerun to restart the job from step 0")
 
 
 class LoopState:
