@@ -13,9 +13,9 @@ rule train_vae:
         directory("results/{scale}/vae"),
     params:
         base=lambda wc: section("base"),
-    threads: threads_of("base")
+    threads: threads_of("vae")
     resources:
-        **resources_of("base"),
+        **resources_of("vae"),
     log:
         "logs/{scale}/train_vae.log",
     benchmark:

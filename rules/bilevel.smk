@@ -30,6 +30,7 @@ rule bilevel:
         unlearn=lambda wc: unlearn_section(wc.setting, "esd"),
         variant=lambda wc: BILEVEL_VARIANTS[wc.kind],
         evaluator_flag=evaluator_flag,
+        eval=eval_flag,
         launch=launcher("bilevel"),
     threads: threads_of("bilevel")
     resources:
@@ -42,7 +43,7 @@ rule bilevel:
         CONDA_ENV
     shell:
         "{params.launch} bilevel --expert {input.expert} --teacher {input.teacher} --data {input.data} "
-        "{params.evaluator_flag} --setting {wildcards.setting} --variant {params.variant} --seed {wildcards.seed} "
+        "{params.evaluator_flag} {params.eval} --setting {wildcards.setting} --variant {params.variant} --seed {wildcards.seed} "
         "--params {params.bilevel:q} --finetune {params.finetune:q} --unlearn {params.unlearn:q} "
         "--out {output} > {log} 2>&1"
 
@@ -65,6 +66,7 @@ rule bilevel_sweep_run:
         finetune=lambda wc: section("finetune"),
         unlearn=lambda wc: unlearn_section("artists", "esd"),
         evaluator_flag=evaluator_flag,
+        eval=eval_flag,
         launch=launcher("bilevel"),
     threads: threads_of("bilevel")
     resources:
@@ -77,7 +79,7 @@ rule bilevel_sweep_run:
         CONDA_ENV
     shell:
         "{params.launch} bilevel --expert {input.expert} --teacher {input.teacher} --data {input.data} "
-        "{params.evaluator_flag} --setting artists --lam {wildcards.lam} --k {wildcards.k} --seed {wildcards.seed} "
+        "{params.evaluator_flag} {params.eval} --setting artists --lam {wildcards.lam} --k {wildcards.k} --seed {wildcards.seed} "
         "--params {params.bilevel:q} --finetune {params.finetune:q} --unlearn {params.unlearn:q} "
         "--out {output} > {log} 2>&1"
 

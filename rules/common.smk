@@ -67,14 +67,18 @@ def downloaded_prompt_sets():
     return list(config.get("prompt_sets", {}).get("sets", []))
 
 
-def prompts_csv(wildcards):
+def prompts_path(scale, promptset):
     """The prompt table of a prompt set: held-out captions for `val`, a downloaded NSFW set
     (results/{scale}/prompts/), else a set the data step derived (data/prompts/)."""
-    if wildcards.promptset == "val":
-        return f"results/{wildcards.scale}/data/val.csv"
-    if wildcards.promptset in downloaded_prompt_sets():
-        return f"results/{wildcards.scale}/prompts/{wildcards.promptset}.csv"
-    return f"results/{wildcards.scale}/data/prompts/{wildcards.promptset}.csv"
+    if promptset == "val":
+        return f"results/{scale}/data/val.csv"
+    if promptset in downloaded_prompt_sets():
+        return f"results/{scale}/prompts/{promptset}.csv"
+    return f"results/{scale}/data/prompts/{promptset}.csv"
+
+
+def prompts_csv(wildcards):
+    return prompts_path(wildcards.scale, wildcards.promptset)
 
 
 def prompts_input(wildcards):
@@ -83,15 +87,26 @@ def prompts_input(wildcards):
     return [prompts_csv(wildcards)] if wildcards.promptset in downloaded_prompt_sets() else []
 
 
-def sample_limit(wildcards):
+def set_limit(promptset):
     """`--limit N --seeds-per-prompt 1` for the teacher-quality sampling of `val` (a subset of the
     held-out captions, one image each); other sets take sample.eval_prompts prompts,
     sample.seeds_per_prompt times each."""
-    if wildcards.promptset == "val":
+    if promptset == "val":
         return f"--limit {config['sample']['quality_prompts']} --seeds-per-prompt 1"
     if config["sample"].get("eval_prompts"):
         return f"--limit {config['sample']['eval_prompts']}"
     return ""
+
+
+def sample_limit(wildcards):
+    return set_limit(wildcards.promptset)
+
+
+def bundle_sets_flags(wildcards, output):
+    """`--prompts CSV --out DIR` for every set of the bundle, in the order of its outputs (the
+    config check keeps `val` and downloaded sets out of a bundle, so one --limit serves all)."""
+    return " ".join(f"--prompts {prompts_path(wildcards.scale, name)} --out {out}"
+                    for name, out in zip(SAMPLE_BUNDLE, output))
 
 
 def final_targets():
@@ -105,7 +120,18 @@ def final_targets():
 # --- Figures: each table/figure's inputs and spec come from the config's `figures:` section ----
 # The same resolved spec (report.specs) gives the rule its inputs and the command its --params,
 # so a figure draws exactly the models, seeds and prompt sets its DAG built.
-from pruneforget.report.specs import figure_inputs, resolve_figure, sweep_grid, sweep_settings, sweep_stem
+from pruneforget.report.specs import evaluated_runs, figure_inputs, resolve_figure, sample_bundle, sweep_grid, sweep_settings, sweep_stem
+
+# Prompt sets sampled together per model (rule sample_bundle); the others one job each.
+SAMPLE_BUNDLE = sample_bundle(config)
+
+# Training runs a curve figure plots evaluate every eval_every steps; the others train without
+# evaluating (`--no-eval`): no figure would read it.
+EVALUATED_RUNS = evaluated_runs(config, SCALE)
+
+
+def eval_flag(wildcards, output):
+    return "" if output[0] in EVALUATED_RUNS else "--no-eval"
 
 
 def figure_input(name):

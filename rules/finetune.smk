@@ -22,6 +22,7 @@ rule finetune:
     params:
         finetune=lambda wc: section("finetune"),
         evaluator_flag=evaluator_flag,
+        eval=eval_flag,
         launch=launcher("finetune"),
     threads: threads_of("finetune")
     resources:
@@ -34,5 +35,5 @@ rule finetune:
         CONDA_ENV
     shell:
         "{params.launch} finetune --expert {input.expert} --teacher {input.teacher} --data {input.data} "
-        "{params.evaluator_flag} --loss {wildcards.loss} --init {wildcards.init} --seed {wildcards.seed} "
+        "{params.evaluator_flag} {params.eval} --loss {wildcards.loss} --init {wildcards.init} --seed {wildcards.seed} "
         "--params {params.finetune:q} --out {output} > {log} 2>&1"

@@ -1,4 +1,10 @@
-"""Sampling: one sample set per model and prompt set, with the seeds and scheduler of `sample:`."""
+"""Sampling: one sample set per model and prompt set, with the seeds and scheduler of `sample:`.
+
+A set listed in `sample.bundle` is sampled by `sample_bundle` together with the bundle's other
+sets for the same model: one job loads the model once (tiny: seven sets of 96 images, where a
+job's start-up cost as much as its sampling). The same command, the same outputs: only the
+number of jobs differs. At the paper scale the bundle is empty and every set is its own GPU job.
+"""
 
 
 rule sample:
@@ -28,3 +34,32 @@ rule sample:
     shell:
         "python -m pruneforget sample --model {input.model} --prompts {params.prompts} "
         "--params {params.sample:q} --out {output} {params.limit} > {log} 2>&1"
+
+
+if SAMPLE_BUNDLE:
+
+    ruleorder: sample_bundle > sample
+
+    rule sample_bundle:
+        """Every prompt set of `sample.bundle` for one model, in one job (see the module docstring)."""
+        input:
+            model="results/{scale}/{model}",
+            data="results/{scale}/data",
+        output:
+            [directory(f"results/{{scale}}/samples/{{model}}/{name}") for name in SAMPLE_BUNDLE],
+        params:
+            sample=lambda wc: section("sample"),
+            sets=bundle_sets_flags,
+            limit=set_limit(SAMPLE_BUNDLE[0]),
+        threads: threads_of("sample")
+        resources:
+            **resources_of("sample"),
+        log:
+            "logs/{scale}/sample_bundle/{model}.log",
+        benchmark:
+            "benchmarks/{scale}/sample_bundle/{model}.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pruneforget sample --model {input.model} {params.sets} "
+            "--params {params.sample:q} {params.limit} > {log} 2>&1"

@@ -31,6 +31,33 @@ rule judge:
         "--out {output} > {log} 2>&1"
 
 
+if SAMPLE_BUNDLE and "judge" in SCORE.get("metrics", []):
+
+    ruleorder: judge_bundle > judge
+
+    rule judge_bundle:
+        """Judge every set of `sample.bundle` of one model in one job (rule sample_bundle made
+        them together; a job's start-up is most of judging one set)."""
+        input:
+            samples=[f"results/{{scale}}/samples/{{model}}/{name}" for name in SAMPLE_BUNDLE],
+            evaluator="results/{scale}/evaluator",
+        output:
+            [f"results/{{scale}}/scores/{{model}}/{name}/judge.json" for name in SAMPLE_BUNDLE],
+        params:
+            pairs=lambda wc, input, output: " ".join(f"--samples {s} --out {o}" for s, o in zip(input.samples, output)),
+        threads: threads_of("score")
+        resources:
+            **resources_of("score"),
+        log:
+            "logs/{scale}/judge_bundle/{model}.log",
+        benchmark:
+            "benchmarks/{scale}/judge_bundle/{model}.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pruneforget judge {params.pairs} --evaluator {input.evaluator} > {log} 2>&1"
+
+
 if SCORE_RULE_METRICS:
 
     rule score:

@@ -34,7 +34,7 @@ def test_every_resource_group_the_rules_ask_for_is_a_resources_key_of_each_confi
         used |= set(re.findall(r'(?:resources_of|threads_of|launcher)\("(\w+)"\)', smk.read_text()))
     assert {"bilevel", "finetune", "unlearn"} <= used
     config = load(name)
-    needed = used - ({"evaluator"} if config["world"]["kind"] != "tiny" else set())  # only the tiny world has one
+    needed = used - ({"evaluator", "vae"} if config["world"]["kind"] != "tiny" else set())  # only the tiny world trains them
     assert needed <= set(config["resources"]), sorted(needed - set(config["resources"]))
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     assert used <= set(schema["properties"]["resources"]["properties"])
@@ -216,3 +216,14 @@ def test_a_malformed_yaml_file_is_named_with_its_line(tmp_path):
     with pytest.raises(ConfigError, match=rf"{path}, line 4, column 7: .*fix the YAML there"):
         read_config_file(path)
     assert read_config_file(ROOT / "config/config.yaml")["scale"] == "tiny"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("val", "'val' cannot be bundled"),
+    ("retain", "names a prompt set twice"),
+])
+def test_a_sample_bundle_holds_only_sets_sampled_alike(entry, message):
+    config = load("config/config.yaml")
+    config["sample"]["bundle"] = ["retain", entry]
+    with pytest.raises(ConfigError, match=rf"sample\.bundle: .*{message}"):
+        validate_config(config)

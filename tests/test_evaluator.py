@@ -118,6 +118,29 @@ def test_judge_cli_writes_score_json(world, trained, tmp_path):
     assert set(score["value"]) == {"style_acc", "shape_acc", "colour_acc"}
 
 
+def test_judge_cli_judges_a_bundle_as_each_set_alone_and_a_bad_set_writes_none(world, trained, tmp_path):
+    """`judge --samples A --out A.json --samples B --out B.json` (rule judge_bundle) writes what two
+    single-set calls write; with one set unjudgeable it writes neither."""
+    good = _sample_dir(world, tmp_path / "good")
+    shifted = _sample_dir(world, tmp_path / "shifted", {"plain": "stripes"})
+    bad = _sample_dir(world, tmp_path / "bad", {"plain": "impressionism"})
+
+    def judge(*pairs):
+        args = [a for samples, out in pairs for a in ("--samples", str(samples), "--out", str(out))]
+        return subprocess.run([sys.executable, "-m", "pruneforget", "judge", *args, "--evaluator", str(trained[1])],
+                              capture_output=True, text=True)
+
+    for name, samples in (("good", good), ("shifted", shifted)):
+        assert judge((samples, tmp_path / f"{name}-alone.json")).returncode == 0
+    assert judge((good, tmp_path / "good-bundle.json"), (shifted, tmp_path / "shifted-bundle.json")).returncode == 0
+    for name in ("good", "shifted"):
+        alone, bundled = (json.loads((tmp_path / f"{name}-{kind}.json").read_text()) for kind in ("alone", "bundle"))
+        assert alone == bundled
+    failed = judge((good, tmp_path / "a.json"), (bad, tmp_path / "b.json"))
+    assert failed.returncode != 0 and "impressionism" in failed.stderr
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
+
+
 def test_train_evaluator_cli_fails_below_min_accuracy_and_leaves_nothing(world, tmp_path):
     params = {**PARAMS, "steps": 1, "min_accuracy": 1.0}
     out = tmp_path / "evaluator"

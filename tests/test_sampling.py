@@ -73,3 +73,27 @@ def test_spread_subset_covers_every_group_of_a_sorted_table():
     assert len(subset) == 20 and set(subset["style"]) == set(table["style"])
     assert list(subset["prompt"]) == sorted(subset["prompt"], key=lambda p: int(p[1:]))
     assert spread_subset(table, 100) is table
+
+
+def test_a_bundle_writes_each_set_as_sampling_it_alone_would(tiny_pipe, tmp_path):
+    """`sample --prompts A --out A --prompts B --out B` (rule sample_bundle) writes the same PNGs
+    and manifests as two single-set runs: a bundle changes the number of jobs, not the images."""
+    import json
+
+    from pruneforget.cli import main
+
+    tiny_pipe.save_pretrained(tmp_path / "model")
+    params = json.dumps({"scheduler": "ddim", "steps": 2, "guidance": 3.0, "batch_size": 3})
+    sets = {"a": "prompt\na red circle\na blue square\n", "b": "prompt\na green star\n"}
+    for name, text in sets.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+        main(["sample", "--model", str(tmp_path / "model"), "--prompts", str(tmp_path / f"{name}.csv"),
+              "--params", params, "--seeds-per-prompt", "2", "--out", str(tmp_path / "alone" / name)])
+    main(["sample", "--model", str(tmp_path / "model"), "--params", params, "--seeds-per-prompt", "2",
+          *[arg for name in sets for arg in ("--prompts", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / "bundle" / name))]])
+    for name, n in (("a", 4), ("b", 2)):
+        alone, bundled = tmp_path / "alone" / name, tmp_path / "bundle" / name
+        assert sorted(p.name for p in bundled.iterdir()) == sorted(p.name for p in alone.iterdir())
+        assert len(list(bundled.glob("*.png"))) == n
+        for f in alone.iterdir():
+            assert f.read_bytes() == (bundled / f.name).read_bytes(), f.name

@@ -123,3 +123,32 @@ def test_a_malformed_default_config_is_named_with_its_line(tmp_path):
     result = subprocess.run(["snakemake", "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert re.search(r"config/config\.yaml, line \d+, column \d+: ", result.stdout + result.stderr), result.stderr[-2000:]
+
+
+def test_only_runs_a_curve_figure_plots_evaluate_while_training():
+    """Fine-tuning and bilevel runs evaluate (eval.csv) exactly when a curve figure reads their
+    evaluations: Figs. 4 and 5's runs do, the bilevel runs (tables read final scores) do not."""
+    result = snakemake("-n", "-p", "--forceall", "paper_figures")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    flags = {m.group(2): " --no-eval " in m.group(1) for m in
+             re.finditer(r"(pruneforget (?:finetune|bilevel) .*)--out results/tiny/(\S+)", out)}
+    curves = {f"{stem}-s{seed}" for stem in ("ft-80-kd-pruned", "ft-80-diff-pruned", "ft-55-kd-pruned",
+                                             "ft-55-diff-pruned", "ft-80-kd-random") for seed in (0, 1, 2)}
+    assert {run for run, no_eval in flags.items() if not no_eval} == curves
+    assert flags["bilevel-artists-s0"] and flags["ft-80-diff-random-s0"]
+
+
+def test_a_bundle_samples_and_judges_a_models_evaluation_sets_in_one_job_each():
+    """With `sample.bundle`, one sample_bundle and one judge_bundle job per model make the seven
+    evaluation sets (and their judge scores) Table 1 reads; `val` keeps its own sample job."""
+    result = snakemake("-n", "-p", "--forceall", "figures/table1.pdf")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("total")[0], re.M))
+    models = 19  # the teacher and 6 rows x 3 seeds
+    assert counts["sample_bundle"] == str(models) and counts["judge_bundle"] == str(models)
+    assert counts["sample"] == str(models)  # val, for the Frechet distance
+    assert "judge" not in counts
+    bundle = next(line for line in out.splitlines() if "pruneforget sample " in line and "remove_dots" in line)
+    assert bundle.count("--prompts ") == 7 and bundle.count("--out ") == 7

@@ -124,6 +124,25 @@ def check_config(config: dict) -> None:
             )
 
     _check_figures(config)
+    _check_sample_bundle(config)
+
+
+def _check_sample_bundle(config: dict) -> None:
+    """A bundle holds sets sampled alike (sample.eval_prompts, seeds_per_prompt) from the data
+    step's prompt files: not `val` (quality_prompts, one seed) and not a downloaded set."""
+    from pruneforget.report.specs import sample_bundle
+
+    try:
+        names = sample_bundle(config)
+    except ValueError as exc:
+        raise ConfigError(f"sample.bundle: {exc}") from exc
+    downloaded = set(config.get("prompt_sets", {}).get("sets", []))
+    for name in names:
+        if name == "val" or name in downloaded:
+            raise ConfigError(f"sample.bundle: {name!r} cannot be bundled ({'sampled with quality_prompts, one seed each' if name == 'val' else 'a downloaded set'}); "
+                              "remove it from the bundle: it is sampled by its own job")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"sample.bundle: {names} names a prompt set twice; list each once")
 
 
 def _check_figures(config: dict) -> None:

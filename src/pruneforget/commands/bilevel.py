@@ -17,7 +17,7 @@ from pathlib import Path
 from diffusers import DDPMScheduler
 
 from pruneforget.cli import parse_params
-from pruneforget.commands.finetune import build_evaluation, check_inputs, finetune_pairs, load_student, load_teacher, run_work_dir, write_run
+from pruneforget.commands.finetune import add_eval_argument, build_evaluation, check_inputs, finetune_pairs, load_student, load_teacher, run_work_dir, write_run
 from pruneforget.io import resumable_work_path
 from pruneforget.train.bilevel import BilevelInputError, BilevelSettings, train_bilevel
 from pruneforget.train.bilevel_inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
@@ -51,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=None, help="override K, lower steps per upper step (a sweep run)")
     p.add_argument("--add-concept", action="append", default=None, metavar="NAME",
                    help="continual: remove NAME too, keeping the concepts the --expert model was unlearned for (repeatable)")
+    add_eval_argument(p)
     p.add_argument("--out", required=True, type=Path, help="output run directory (a pipeline plus training records)")
 
 
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"bilevel: {exc}") from exc
     # The loop's own settings: fine-tuning's batch, precision and evaluation, bilevel's length and cadence.
     ft_cfg.update({k: cfg[k] for k in ("steps", "eval_every", "checkpoint_every", "log_every")})
+    if args.no_eval:
+        ft_cfg["eval_every"] = 0
     table = read_split(args.data, "finetune", ft_cfg.get("limit"))
     accelerator = make_accelerator(ft_cfg["mixed_precision"], resumable_work_path(args.out))
     loop = loop_settings(ft_cfg, accelerator.num_processes)

@@ -37,7 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pruned: the expert's weights; random: fresh weights of the same architecture (seeded)")
     p.add_argument("--seed", type=int, default=0, help="seed for data order, noise, timesteps and random init")
     p.add_argument("--params", required=True, type=parse_params, help="the `finetune` config section as JSON")
+    add_eval_argument(p)
     p.add_argument("--out", required=True, type=Path, help="output run directory (a pipeline plus training records)")
+
+
+def add_eval_argument(p: argparse.ArgumentParser) -> None:
+    """`--no-eval`: train without the periodic evaluations (no eval.csv). The workflow passes it
+    to every run no curve figure plots (report.specs.evaluated_runs)."""
+    p.add_argument("--no-eval", action="store_true", help="no periodic evaluation (eval_every 0): no figure reads it")
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -132,7 +139,7 @@ def run_work_dir(args: argparse.Namespace, accelerator):
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = args.params
+    cfg = {**args.params, "eval_every": 0} if args.no_eval else args.params
     check_inputs(args)
     table = read_split(args.data, "finetune", cfg.get("limit"))
     accelerator = make_accelerator(cfg["mixed_precision"], resumable_work_path(args.out))

@@ -82,16 +82,26 @@ def expand(obj, removed: list[str], global_: str | None):
     return obj
 
 
+def _placeholders(config: dict) -> tuple[list[str], str | None]:
+    """The values of `{removed}` (one per removed style) and `{global}` in this config."""
+    figures = config.get("figures", {})
+    removed = [_slug(s) for s in config.get("world", {}).get("remove_styles", [])]
+    return removed, _slug(figures["global_style"]) if figures.get("global_style") else None
+
+
+def sample_bundle(config: dict) -> list[str]:
+    """`sample.bundle` with its placeholders expanded: the prompt sets one job samples together
+    for a model (a model loaded once instead of once per set); empty: one job per set."""
+    return expand(list(config.get("sample", {}).get("bundle") or []), *_placeholders(config))
+
+
 def resolve_figure(config: dict, name: str) -> dict:
     """Figure `name`'s section of `config["figures"]` with placeholders expanded, `seeds` (its
     own or the section's) and `grid_seed` filled in, and `figure`/`kind` set."""
     figures = config["figures"]
     if name not in figures:
         raise KeyError(f"figures.{name} is not in the config: add its rows/columns (see config/config.yaml)")
-    spec = copy.deepcopy(figures[name])
-    removed = [_slug(s) for s in config.get("world", {}).get("remove_styles", [])]
-    global_ = _slug(figures["global_style"]) if figures.get("global_style") else None
-    spec = expand(spec, removed, global_)
+    spec = expand(copy.deepcopy(figures[name]), *_placeholders(config))
     spec.setdefault("seeds", figures["seeds"])
     spec.setdefault("grid_seed", figures.get("grid_seed", spec["seeds"][0]))
     if KINDS[name] == "sweep":
@@ -147,3 +157,16 @@ def figure_inputs(spec: dict, scale: str) -> dict[str, list[str]]:
     elif kind == "cost":
         runs = [f"results/{scale}/{m}" for r in spec["rows"] for m in _all_models(r["model"], seeds)]
     return {"scores": sorted(set(scores)), "runs": sorted(set(runs)), "samples": sorted(set(samples))}
+
+
+def evaluated_runs(config: dict, scale: str) -> set[str]:
+    """Run directories whose evaluations (eval.csv) a curve figure plots. Only these evaluate
+    during training: the tables read the final scores, so an evaluation anywhere else is work no
+    figure reads (issue 15: about 30 s each on 2 CPU cores)."""
+    runs = set()
+    for name in config.get("figures", {}):
+        if KINDS.get(name) == "curves":
+            spec = resolve_figure(config, name)
+            if spec.get("source", "eval") == "eval":
+                runs.update(figure_inputs(spec, scale)["runs"])
+    return runs
