@@ -24,7 +24,7 @@ from pruneforget.models.load import load_pipeline, with_scheduler
 from pruneforget.sample import expand_seeds, generate, prompt_seeds, read_prompt_set, spread_subset
 from pruneforget.world.tables import LABEL_COLUMNS, load_images, read_table
 
-SETTINGS = [("ddim", 25), ("ddim", 10), ("dpm", 15), ("dpm", 10), ("dpm", 8), ("dpm", 5)]
+SETTINGS = [("ddim", 25), ("ddim", 10), ("dpm", 15), ("dpm", 10), ("dpm", 8), ("dpm", 5)]  # --settings picks some
 
 
 def images_of(pipe, prompts, seeds_per_prompt: int, guidance: float, batch: int):
@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--config", default="config/config.yaml")
     p.add_argument("--removed", default="stripes", help="the removal set to judge (remove_<style>)")
     p.add_argument("--val", type=int, default=200, help="held-out captions for the Frechet distance")
+    p.add_argument("--settings", nargs="*", default=None, metavar="SCHEDULER:STEPS", help="e.g. ddim:25 ddim:10 (default: all)")
     args = p.parse_args()
 
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -59,7 +60,8 @@ def main() -> None:
 
     print(f"{'sampler':10s} {'s/img':>6s} {'retain style':>13s} {'shape':>6s} {'colour':>7s} "
           f"{'remove style':>13s} {'Frechet val':>12s}")
-    for scheduler, steps in SETTINGS:
+    settings = [(s.split(":")[0], int(s.split(":")[1])) for s in args.settings] if args.settings else SETTINGS
+    for scheduler, steps in settings:
         pipe = with_scheduler(load_pipeline(args.model), scheduler)
         pipe.set_progress_bar_config(disable=True)
         pipe._bench_steps = steps

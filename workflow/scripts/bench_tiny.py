@@ -32,13 +32,18 @@ STAGES = {
     "prepare_data": "world", "train_evaluator": "evaluator", "train_vae": "teacher VAE", "train_base": "teacher UNet",
     "prune_aptp": "pruning", "extract_expert": "pruning", "prune_static": "pruning",
     "finetune": "fine-tuning", "unlearn": "two-stage unlearning", "bilevel": "bilevel", "bilevel_sweep_run": "bilevel",
-    "sample": "sampling", "judge": "scoring", "score": "scoring",
+    "sample": "sampling", "sample_bundle": "sampling", "judge": "scoring", "judge_bundle": "scoring", "score": "scoring",
 }
 
-# command -> the module a job of it imports before any work (its start-up)
-COMMANDS = {"sample": "pruneforget.commands.sample", "judge": "pruneforget.commands.judge",
-            "score": "pruneforget.commands.score", "finetune": "pruneforget.commands.finetune",
-            "report": "pruneforget.commands.report"}
+# command -> the modules a job of it imports before any work (the CLI, the command, what its run()
+# imports): its start-up, paid once per job
+COMMANDS = {
+    "sample": ["pruneforget.cli", "pruneforget.commands.sample"],
+    "judge": ["pruneforget.cli", "pruneforget.commands.judge", "pruneforget.metrics.judge", "pruneforget.metrics.evaluator"],
+    "score": ["pruneforget.cli", "pruneforget.commands.score", "pruneforget.metrics.scores_tiny"],
+    "finetune": ["pruneforget.cli", "pruneforget.commands.finetune"],
+    "report": ["pruneforget.cli", "pruneforget.commands.report", "pruneforget.report.build"],
+}
 
 
 def read_benchmarks(root: Path, since: float = 0.0) -> list[dict]:
@@ -66,12 +71,12 @@ def stage_table(rows: list[dict]) -> list[tuple[str, int, float, float]]:
     return sorted(((s, jobs[s], secs[s], secs[s] / jobs[s]) for s in jobs), key=lambda t: -t[2])
 
 
-def start_up_seconds(module: str, repeats: int = 3) -> float:
-    """Median wall time of a fresh Python importing `module` (what every job of it pays first)."""
+def start_up_seconds(modules: list[str], repeats: int = 3) -> float:
+    """Median wall time of a fresh Python importing `modules` (what every job of a command pays first)."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", "import " + ", ".join(modules)], check=True, capture_output=True)
         times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
 
@@ -123,8 +128,8 @@ def main() -> None:
             print(f"  through {name:12s} {fmt(total)}")
 
     print("\nstart-up per job (a fresh Python importing the command, median of 3):")
-    for command, module in COMMANDS.items():
-        print(f"  {command:10s} {start_up_seconds(module):5.2f} s")
+    for command, modules in COMMANDS.items():
+        print(f"  {command:10s} {start_up_seconds(modules):5.2f} s")
 
 
 if __name__ == "__main__":
