@@ -212,3 +212,28 @@ def test_a_step_uses_only_its_own_objectives_gradients(tmp_path):
                 p -= 0.1 * g
     for k, v in weights(ref).items():
         torch.testing.assert_close(weights(model)[k], v, rtol=1e-6, atol=1e-7)
+
+
+def test_evaluations_leave_training_untouched(tmp_path):
+    """A run that evaluates every step ends with the weights of a run that never evaluates (what
+    lets the workflow pass --no-eval to every run no curve figure plots): an evaluation that puts
+    the model in eval mode and draws from the global RNG changes nothing the training reads."""
+    def evaluate_with(model):
+        def evaluate(step):
+            model.eval()
+            with torch.no_grad():
+                out = model(torch.randn(5, 3))
+            return {"mean": float(out.mean())}
+        return evaluate
+
+    def run(eval_every, out):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.3), nn.Tanh(), nn.Linear(8, 1))
+        train([mse_objective("ft", model, lr=0.05)], constant_schedule("ft"), {"net": model},
+              settings(steps=6, eval_every=eval_every, checkpoint_every=0), tmp_path / out,
+              evaluate=evaluate_with(model) if eval_every else None)
+        return weights(model)
+
+    with_eval, without = run(1, "eval"), run(0, "no-eval")
+    assert (tmp_path / "eval" / "eval.csv").exists() and not (tmp_path / "no-eval" / "eval.csv").exists()
+    assert_same_weights(with_eval, without)

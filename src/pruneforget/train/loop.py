@@ -233,7 +233,10 @@ def train(
         if evaluate is not None and accelerator.is_main_process:
             for m in models.values():
                 m.eval()
-            with torch.no_grad():
+            # The global RNG is forked: random numbers an evaluation draws are not taken from the
+            # training steps (dropout), so a run trains the same weights with or without evaluating.
+            cuda = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda), torch.no_grad():
                 row = dict(evaluate(step))
             for m in models.values():
                 m.train()
