@@ -24,16 +24,16 @@ from pruneforget.models.load import load_pipeline, with_scheduler
 from pruneforget.sample import expand_seeds, generate, prompt_seeds, read_prompt_set, spread_subset
 from pruneforget.world.tables import LABEL_COLUMNS, load_images, read_table
 
-SETTINGS = [("ddim", 25), ("ddim", 10), ("dpm", 15), ("dpm", 10), ("dpm", 8), ("dpm", 5)]  # --settings picks some
+SETTINGS = [("ddim", 25), ("ddim", 10), ("dpm", 15), ("dpm", 10), ("dpm", 8), ("dpm", 5)]
 
 
-def images_of(pipe, prompts, seeds_per_prompt: int, guidance: float, batch: int):
+def images_of(pipe, prompts, seeds_per_prompt: int, guidance: float, steps: int, batch: int):
     index, _, seeds = expand_seeds(prompt_seeds(prompts, 0), seeds_per_prompt)
     truth = prompts.iloc[index].reset_index(drop=True)
     texts = truth["prompt"].tolist()
     images = []
     for i in range(0, len(texts), batch):
-        images += generate(pipe, texts[i:i + batch], seeds[i:i + batch], guidance, pipe._bench_steps)
+        images += generate(pipe, texts[i:i + batch], seeds[i:i + batch], guidance, steps)
     return images, truth.astype({h: str for h in LABEL_COLUMNS if h in truth})
 
 
@@ -64,10 +64,9 @@ def main() -> None:
     for scheduler, steps in settings:
         pipe = with_scheduler(load_pipeline(args.model), scheduler)
         pipe.set_progress_bar_config(disable=True)
-        pipe._bench_steps = steps
         t0, n, acc = time.perf_counter(), 0, {}
         for name, (prompts, k) in sets.items():
-            images, truth = images_of(pipe, prompts, k, sample["guidance"], sample["batch_size"])
+            images, truth = images_of(pipe, prompts, k, sample["guidance"], steps, sample["batch_size"])
             n += len(images)
             if name == "val":
                 acc["frechet"] = U.frechet_evaluator(evaluator.features(images), real)
