@@ -44,6 +44,16 @@ except ConfigError as exc:
     sys.exit(f"Config error: {exc}")
 
 
+# A DVC stage (`dvc repro`) must not overwrite outputs that a run with another config made and
+# DVC has not recorded: workflow/scripts/dvc_sync.py lists them and says why.
+if "DVC_STAGE" in os.environ:
+    sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
+    from dvc_sync import refusal
+
+    if reason := refusal():
+        sys.exit(reason)
+
+
 # One scale per run: a path of another scale (results/sd21/... under the tiny config) must not be
 # built from this config's values, so the {scale} wildcard only matches the configured scale.
 wildcard_constraints:
@@ -78,13 +88,15 @@ localrules:
 
 
 rule all:
-    """Everything this scale builds (see final_targets in rules/common.smk)."""
+    """Everything this scale builds (see final_targets in rules/common.smk): every table and figure."""
     input:
         final_targets(),
 
 
 onsuccess:
-    # Record in DVC what this run made, so `dvc repro` does not redo it. Skipped when DVC itself
-    # runs a stage (it sets DVC_STAGE for stage commands and records the result on its own).
+    # Record in DVC what this run made, so `dvc repro` does not redo it (a run with another config
+    # is named, and listed as not recorded). Skipped when DVC itself runs a stage (it sets
+    # DVC_STAGE for stage commands and records the result on its own).
     if "DVC_STAGE" not in os.environ:
-        shell("python workflow/scripts/dvc_sync.py commit")
+        run_config = [str(p) for p in workflow.config_settings.configfiles][:1]
+        shell("python workflow/scripts/dvc_sync.py commit" + "".join(f" --run-configfile {c}" for c in run_config))

@@ -109,12 +109,17 @@ def bundle_sets_flags(wildcards, output):
                     for name, out in zip(SAMPLE_BUNDLE, output))
 
 
+def paper_figure_targets():
+    """The PDFs of every table and figure the config's `figures:` section defines (FIGURES: the
+    figure rules of rules/figures.smk)."""
+    return [f"figures/{name}.pdf" for name in FIGURES if name in config.get("figures", {})]
+
+
 def final_targets():
-    """Final targets for this scale. The tiny world ends in the teacher-quality figure
-    (which needs its ground-truth evaluator); the paper scale, so far, in its data and base model."""
-    if config["world"]["kind"] == "tiny":
-        return ["figures/teacher_quality.pdf", f"results/{SCALE}/evaluator"]
-    return [data_dir(), f"results/{SCALE}/base"]
+    """The default target (the `all` rule) at every scale: every table and figure, and in the tiny
+    world also the teacher-quality figure (it needs the world's ground-truth evaluator)."""
+    teacher = ["figures/teacher_quality.pdf"] if config["world"]["kind"] == "tiny" else []
+    return paper_figure_targets() + teacher
 
 
 # --- Figures: each table/figure's inputs and spec come from the config's `figures:` section ----

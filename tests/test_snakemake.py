@@ -32,9 +32,9 @@ def test_slurm_profile_dry_run_builds_the_tiny_dag():
     result = snakemake("--profile", "slurm", "-n", "--forceall")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    for rule in ["prepare_data", "train_evaluator", "train_vae", "train_base", "sample", "judge", "report_base"]:
-        assert re.search(rf"^{rule}\s+1$", out, re.M), f"{rule} missing from the tiny DAG:\n{out}"
-    assert "figures/teacher_quality.pdf" in out
+    for rule in ["prepare_data", "train_evaluator", "train_vae", "train_base", "sample", "judge", "report_base", "report_table1"]:
+        assert re.search(rf"^{rule}\s+\d+$", out, re.M), f"{rule} missing from the tiny DAG:\n{out}"
+    assert "figures/teacher_quality.pdf" in out and "figures/table1.pdf" in out
 
 
 def test_slurm_profile_dry_run_at_paper_scale_asks_for_gpus():
@@ -48,11 +48,18 @@ def test_slurm_profile_dry_run_at_paper_scale_asks_for_gpus():
     assert "fetch_base" in out and "train_base" not in out  # a pretrained base is fetched, not trained
 
 
-def test_paper_scale_default_target_is_data_and_base():
-    result = snakemake("-n", "--configfile", "config/sd21.yaml")
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/sd21.yaml"])
+def test_default_target_is_every_table_and_figure(configfile):
+    """`snakemake` with no target builds paper_figures at every scale (--forceall: whatever is built here)."""
+    config = yaml.safe_load((ROOT / configfile).read_text())
+    result = snakemake("-n", "--forceall", "--configfile", configfile)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert re.search(r"^prepare_data\s+1$", out, re.M) and re.search(r"^fetch_base\s+1$", out, re.M), out
+    figures = [name for name, spec in config["figures"].items() if isinstance(spec, dict)]
+    assert len(figures) >= 13
+    for name in figures:
+        assert re.search(rf"^report_{name}\s+1$", out, re.M), f"report_{name} not in the default DAG of {configfile}"
+    assert re.search(r"^prepare_data\s+1$", out, re.M), out
 
 
 def test_bad_config_fails_before_any_job(tmp_path):

@@ -33,13 +33,22 @@ def is_local_path(value: str) -> bool:
     return value.startswith(("/", "./", "../", "~")) or value.count("/") > 1
 
 
+def _load_yaml(text: str):
+    """yaml.safe_load through libyaml where PyYAML has it: the Snakefile reads the config and its
+    schema at every Snakemake start (each DVC stage is one), and the pure-Python parser took
+    about 0.5 s of that."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def read_config_file(path: str | Path) -> dict:
     """A YAML config file as a dict; ConfigError names the file, line and column of a syntax error
     (Snakemake's own loader says only "not valid JSON or YAML")."""
     import yaml
 
     try:
-        config = yaml.safe_load(Path(path).read_text())
+        config = _load_yaml(Path(path).read_text())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         raise ConfigError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: {exc.problem} "
@@ -56,9 +65,8 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA) -> None:
     for code and tests that run outside Snakemake.
     """
     import jsonschema
-    import yaml
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = _load_yaml(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

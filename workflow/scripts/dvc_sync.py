@@ -1,21 +1,38 @@
 #!/usr/bin/env python
 """Keep DVC's record of the pipeline in step with the Snakemake DAG: Snakemake executes, DVC records.
 
-    python workflow/scripts/dvc_sync.py generate   # write dvc.yaml from the DAG
-    python workflow/scripts/dvc_sync.py check      # exit 1 with a diff if dvc.yaml and the DAG disagree
-    python workflow/scripts/dvc_sync.py commit     # record finished outputs in DVC (after `snakemake`)
-    python workflow/scripts/dvc_sync.py pull       # `dvc pull`, then `snakemake --touch`
+    python workflow/scripts/dvc_sync.py generate          # write dvc.yaml from the DAG
+    python workflow/scripts/dvc_sync.py check             # exit 1 with a diff if dvc.yaml and the DAG disagree
+    python workflow/scripts/dvc_sync.py commit            # record finished outputs in DVC (after `snakemake`)
+    python workflow/scripts/dvc_sync.py pull              # `dvc pull`, then `snakemake --touch`
+    python workflow/scripts/dvc_sync.py allow-overwrite   # let `dvc repro` replace another config's outputs
 
-dvc.yaml holds one stage per Snakemake job of the default config (config/config.yaml): its
-command runs exactly that job, its deps are the job's inputs plus the rule's .smk file and the
-package source, its params are the config sections the rule passes to its command (a rule's
-params keys are section names, see rules/common.smk), its outs are the job's outputs.
+dvc.yaml describes every job of the default target (`rule all`: every table and figure) under the
+default config (config/config.yaml), one DVC stage per Snakemake rule, named after the rule
+(`train_base`, `sample`, `report_table1`). A stage's command is one Snakemake call for all of its
+rule's outputs (`--allowed-rules RULE`), so the rule's jobs run in parallel as in a direct
+`snakemake` run; its deps are the rule's inputs made by other rules, the rule's .smk file and the
+package source; its params are the config sections the rule passes to its command (a rule's params
+keys are section names, see rules/common.smk); its outs are the rule's outputs, score JSONs as DVC
+metrics. Training curves and the figures' CSVs are DVC plots.
+
+Why per rule, not per job: DVC runs stages one at a time and rewrites dvc.lock after each, so a
+stage per job ran the micro DAG 1.4x slower than `snakemake --cores 1` and would have cost the tiny
+DAG minutes of lock rewriting alone (workflow/scripts/bench_dvc.py measures both designs' cost).
+
+Outputs are `persist: true`: DVC leaves them in place and the stage's Snakemake call decides,
+job by job, what to rebuild (a changed input or params, a missing output) and removes those
+outputs itself. So a stage reruns only the jobs that changed, and a stage refused by the guard
+below deletes nothing. As in a direct run, an edit of training or sampling code reruns nothing
+(DVC records the new source): `snakemake --forcerun RULE` does (README).
 
 Why a commit step: a direct `snakemake` run leaves DVC's lock file behind, and the next
 `dvc repro` would redo everything. The Snakefile's onsuccess handler therefore runs `commit`,
 which records every stage whose outputs Snakemake itself considers up to date under the config
-dvc.yaml declares. A run with another config (config/micro.yaml) leaves those stages out, since
-Snakemake sees their params changed: DVC never records outputs under params they were not made with.
+dvc.yaml declares. A run with another config (`--configfile config/one_seed.yaml`) is not
+recorded: the commit step says so and lists its outputs in results/unrecorded.json, and while that
+file names an existing output, every DVC stage refuses to run (the Snakefile's guard), so that
+`dvc repro` cannot silently overwrite them with the default config's settings.
 
 Why `pull` touches: `dvc pull`/`dvc checkout` write files in arbitrary order, so their
 modification times no longer follow the DAG and Snakemake would rebuild them.
@@ -29,9 +46,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +60,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = "config/config.yaml"
 DVC_YAML = "dvc.yaml"
 SOURCE_DIR = "src/pruneforget"
+UNRECORDED = "results/unrecorded.json"  # outputs of a run with another config (see the docstring)
 HEADER = (
     "# Generated from the Snakemake DAG by `python workflow/scripts/dvc_sync.py generate`; do not edit.\n"
-    "# Each stage runs one Snakemake job; tests/test_dvc_sync.py checks this file agrees with the DAG.\n"
+    "# One stage per rule (a foreach over its jobs); tests/test_dvc_sync.py checks it agrees with the DAG.\n"
 )
 
 
@@ -101,90 +121,232 @@ def dag_jobs(configfile: str = DEFAULT_CONFIG, root: Path = ROOT) -> list[Job]:
     finally:
         os.chdir(cwd)
     # Stable order independent of how Snakemake groups a topological level.
-    order = {name: i for i, name in enumerate(_topo_names(jobs))}
-    return sorted(jobs, key=lambda j: order[stage_name(j)])
+    order = {job: i for i, job in enumerate(_topo_order(jobs))}
+    return sorted(jobs, key=order.__getitem__)
 
 
-def _topo_names(jobs: list[Job]) -> list[str]:
-    """Stage names in dependency order, ties broken by name (Snakemake's set order is arbitrary)."""
-    producer = {out: stage_name(j) for j in jobs for out in j.outputs}
-    deps = {stage_name(j): {producer[i] for i in j.inputs if i in producer} for j in jobs}
-    done: list[str] = []
+def _topo_order(jobs: list[Job]) -> list[Job]:
+    """Jobs in dependency order, ties broken by rule and outputs (Snakemake's set order is arbitrary)."""
+    producer = {out: j for j in jobs for out in j.outputs}
+    deps = {j: {producer[i] for i in j.inputs if i in producer} for j in jobs}
+    done: list[Job] = []
+    placed: set[Job] = set()
     while len(done) < len(deps):
-        ready = sorted(n for n, d in deps.items() if n not in done and d <= set(done))
+        ready = sorted((j for j, d in deps.items() if j not in placed and d <= placed), key=lambda j: (j.rule, j.outputs))
         if not ready:
-            raise RuntimeError(f"cycle among stages {sorted(set(deps) - set(done))}")
+            raise RuntimeError(f"cycle among jobs of rules {sorted({j.rule for j in deps if j not in placed})}")
         done.extend(ready)
+        placed.update(ready)
     return done
 
 
-def stage_name(job: Job) -> str:
-    """`rule` or `rule-wildcard-values` (DVC stage names allow letters, digits, `-`, `_`)."""
-    values = [v for _, v in job.wildcards]
-    name = "-".join([job.rule, *values])
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+# --- From jobs to stages: one stage per rule, whose command runs the rule's jobs ---------------
 
 
-def stage_cmd(job: Job, configfile: str) -> str:
-    """The command that runs exactly this job. DVC has already decided the stage must run (and
-    removed its outputs): --force runs the job whatever Snakemake thinks of it, --allowed-rules
-    keeps Snakemake from (re)running any upstream job, which DVC owns as other stages."""
+def _deps(job: Job) -> list[str]:
+    # Source files a rule lists as inputs (the figures' drawing code) are inside SOURCE_DIR already.
+    return [i for i in job.inputs if not i.startswith(SOURCE_DIR + "/")]
+
+
+def is_metric(path: str) -> bool:
+    """Score JSONs are DVC metrics (`dvc metrics show`); every other output is a plain out."""
+    return path.endswith(".json") and "/scores/" in path
+
+
+def stage_cmd(rule: str, outputs: list[str], configfile: str) -> str:
+    """One Snakemake call for a rule's outputs: --allowed-rules keeps it from running any upstream
+    job (DVC owns those as other stages); Snakemake runs the rule's jobs that need it, in parallel
+    on --cores all, and skips the others, as a direct `snakemake` run would."""
     config = "" if configfile == DEFAULT_CONFIG else f" --configfile {configfile}"
     # --cores all: a job's threads are min(config threads, cores), and CPU float results depend
     # on the thread count, so a DVC stage must get the threads a direct `snakemake --cores N` run
     # gives it on the same machine to rebuild byte-identical artifacts.
-    return f"snakemake --cores all{config} --allowed-rules {job.rule} --force -- {' '.join(job.outputs)}"
+    return f"snakemake --cores all{config} --allowed-rules {rule} -- {' '.join(outputs)}"
 
 
-def render(jobs: list[Job], configfile: str = DEFAULT_CONFIG) -> str:
-    """dvc.yaml text for the jobs (deterministic: the same DAG gives the same bytes)."""
-    stages = {}
+def _by_rule(jobs: list[Job]) -> dict[str, list[Job]]:
+    """Each rule's jobs, rules in dependency order (ties: the order of their first job)."""
+    rules: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
-        stage: dict = {"cmd": stage_cmd(job, configfile)}
-        # Source files a rule lists as inputs (the figures' drawing code) are inside SOURCE_DIR already.
-        inputs = [i for i in job.inputs if not i.startswith(SOURCE_DIR + "/")]
-        stage["deps"] = list(dict.fromkeys([*inputs, job.rule_file, SOURCE_DIR]))
-        if job.sections:
-            stage["params"] = [{configfile: list(job.sections)}]
-        stage["outs"] = list(job.outputs)
-        stages[stage_name(job)] = stage
-    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=1000)
+        rules[job.rule].append(job)
+    producer = {out: j.rule for j in jobs for out in j.outputs}
+    needs = {rule: {producer[i] for j in rule_jobs for i in j.inputs if i in producer} - {rule} for rule, rule_jobs in rules.items()}
+    order: list[str] = []
+    while len(order) < len(rules):
+        rule = next(r for r in rules if r not in order and needs[r] <= set(order))  # the rule graph is acyclic (tested)
+        order.append(rule)
+    return {rule: rules[rule] for rule in order}
+
+
+def stages_of(jobs: list[Job], configfile: str = DEFAULT_CONFIG) -> dict[str, dict]:
+    """dvc.yaml's stages: one per rule, named after it (a DVC stage per job would run them one at a
+    time, and DVC rewrites dvc.lock after every stage: workflow/scripts/bench_dvc.py)."""
+    stages: dict[str, dict] = {}
+    for rule, rule_jobs in _by_rule(jobs).items():
+        outs = [o for j in rule_jobs for o in j.outputs]
+        made = set(outs)
+        inputs = [i for j in rule_jobs for i in _deps(j) if i not in made]
+        stage: dict = {"cmd": stage_cmd(rule, outs, configfile),
+                       "deps": list(dict.fromkeys([*sorted(set(inputs)), rule_jobs[0].rule_file, SOURCE_DIR]))}
+        sections = rule_jobs[0].sections
+        if sections:
+            stage["params"] = [{configfile: list(sections)}]
+        for kind, paths in (("outs", [o for o in outs if not is_metric(o)]), ("metrics", [o for o in outs if is_metric(o)])):
+            if paths:
+                # persist: DVC leaves outputs in place; the rule's Snakemake call replaces those
+                # that need it (see the module docstring).
+                stage[kind] = [{path: {"persist": True}} for path in paths]
+        stages[rule] = stage
+    return stages
+
+
+def plots_of(jobs: list[Job], evaluated: set[str]) -> list:
+    """Top-level plots: each training run's loss curve (metrics.csv), the evaluations of the runs a
+    curve figure reads (eval.csv), and every figure's CSV of plotted numbers."""
+    plots: list = []
+    for job in jobs:
+        if job.rule in ("finetune", "bilevel", "bilevel_sweep_run"):
+            run = job.outputs[0]
+            plots.append({f"{run}/metrics.csv": {"x": "step", "y": "total"}})
+            if run in evaluated:
+                plots.append({f"{run}/eval.csv": {"x": "step"}})
+        csvs = [o for o in job.outputs if o.startswith("figures/") and o.endswith(".csv")]
+        for csv in csvs:
+            header = _figure_csv_columns(job.rule)
+            plots.append({csv: header} if header else csv)
+    return plots
+
+
+def _figure_csv_columns(rule: str) -> dict | None:
+    """How a figure's CSV plots: curves by step, tables and bars as horizontal bars of their means;
+    an image grid's CSV (a list of files) plots its PNG instead (None: no field mapping)."""
+    if rule in ("report_fig4", "report_fig5", "report_fig_penalty"):
+        return {"x": "step", "y": "mean"}
+    if rule in ("report_fig1", "report_fig2", "report_fig6", "report_base"):
+        return None
+    if rule == "report_table_cost":
+        return {"template": "bar_horizontal", "x": "total_seconds", "y": "row"}
+    if rule == "report_fig7":
+        return {"template": "bar_horizontal", "x": "mean", "y": "label"}
+    return {"template": "bar_horizontal", "x": "mean", "y": "row"}
+
+
+def render(jobs: list[Job], configfile: str = DEFAULT_CONFIG, evaluated: set[str] = frozenset()) -> str:
+    """dvc.yaml text for the jobs (deterministic: the same DAG gives the same bytes)."""
+    stages = stages_of(jobs, configfile)
+    document = {"stages": stages, "plots": plots_of(jobs, set(evaluated))}
+    return HEADER + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+def evaluated_runs(configfile: str) -> set[str]:
+    """The runs whose evaluations a curve figure reads (the package decides, rules import it)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from pruneforget.report.specs import evaluated_runs as runs
+
+    config = yaml.safe_load((ROOT / configfile).read_text())
+    return set(runs(config, config["scale"]))
+
+
+def expected(configfile: str) -> str:
+    return render(dag_jobs(configfile), configfile, evaluated_runs(configfile))
 
 
 def generate(configfile: str) -> int:
-    (ROOT / DVC_YAML).write_text(render(dag_jobs(configfile), configfile))
+    (ROOT / DVC_YAML).write_text(expected(configfile))
     print(f"wrote {DVC_YAML}")
     return 0
 
 
 def check(configfile: str, path: str = DVC_YAML) -> int:
     """0 when `path` equals what `generate` would write; else print a unified diff and return 1."""
-    expected = render(dag_jobs(configfile), configfile)
+    want = expected(configfile)
     file = ROOT / path
     actual = file.read_text() if file.exists() else ""
-    if actual == expected:
+    if actual == want:
         print(f"{path} agrees with the Snakemake DAG")
         return 0
-    sys.stdout.writelines(
-        difflib.unified_diff(actual.splitlines(True), expected.splitlines(True), f"{path} (on disk)", f"{path} (from the DAG)")
-    )
+    sys.stdout.writelines(difflib.unified_diff(actual.splitlines(True), want.splitlines(True), f"{path} (on disk)", f"{path} (from the DAG)"))
     print(f"\n{path} disagrees with the Snakemake DAG; run: python workflow/scripts/dvc_sync.py generate")
     return 1
 
 
-def commit(configfile: str) -> int:
-    """`dvc commit` every stage whose job Snakemake considers up to date under `configfile`."""
+# --- Recording a Snakemake run in DVC --------------------------------------------------------
+
+
+def _same_config(a: str, b: str) -> bool:
+    return (ROOT / a).resolve() == (ROOT / b).resolve()
+
+
+def commit(configfile: str, run_configfile: str | None = None) -> int:
+    """`dvc commit` every stage whose job Snakemake considers up to date under `configfile`; list
+    what a run with another config (`run_configfile`) made in results/unrecorded.json."""
     if not (ROOT / ".dvc").is_dir() or not (ROOT / DVC_YAML).exists():
         print("dvc_sync commit: no DVC project or dvc.yaml here; nothing to record")
         return 0
-    declared = yaml.safe_load((ROOT / DVC_YAML).read_text())["stages"]
-    ready = [stage_name(j) for j in dag_jobs(configfile) if j.up_to_date and stage_name(j) in declared]
-    if not ready:
+    jobs = dag_jobs(configfile)
+    # A stage is recorded when every job of its rule is finished and up to date.
+    ready = [rule for rule, rule_jobs in _by_rule(jobs).items() if all(j.up_to_date for j in rule_jobs)]
+    recorded = {o for rule in ready for j in _by_rule(jobs)[rule] for o in j.outputs}
+    rc = 0
+    if ready:
+        print(f"dvc_sync commit: recording {len(ready)} stage(s) in dvc.lock")
+        # --force: commit without asking, although deps/outs changed since the last record (that is the point).
+        rc = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *ready], cwd=ROOT).returncode
+    else:
         print("dvc_sync commit: no finished stage to record")
-        return 0
-    print(f"dvc_sync commit: recording {len(ready)} stage(s): {', '.join(ready)}")
-    # --force: commit without asking, although deps/outs changed since the last record (that is the point).
-    return subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *ready], cwd=ROOT).returncode
+    other = run_configfile and not _same_config(run_configfile, configfile)
+    made = [o for j in dag_jobs(run_configfile) if j.up_to_date for o in j.outputs] if other else []
+    _update_unrecorded(recorded, run_configfile if other else None, made, configfile)
+    return rc
+
+
+def _update_unrecorded(recorded: set[str], run_configfile: str | None, made: list[str], configfile: str) -> None:
+    """Drop outputs DVC has now recorded (or that are gone) from results/unrecorded.json, add those
+    a run with another config made, and say so."""
+    path = ROOT / UNRECORDED
+    entries = json.loads(path.read_text()) if path.exists() else {}
+    if run_configfile:
+        entries.update({o: run_configfile for o in made if o not in recorded})
+    entries = {o: c for o, c in sorted(entries.items()) if o not in recorded and (ROOT / o).exists()}
+    if not entries:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=1) + "\n")
+    if run_configfile:
+        print(
+            f"dvc_sync commit: this run used {run_configfile}, but dvc.yaml records {configfile}: "
+            f"{len(entries)} output(s) made with another config are not recorded in DVC (listed in {UNRECORDED}).\n"
+            "  `dvc repro` refuses to run while they exist. Rebuild them with the default config (`snakemake`),\n"
+            "  or let DVC replace them: python workflow/scripts/dvc_sync.py allow-overwrite"
+        )
+
+
+def refusal(root: Path = ROOT) -> str | None:
+    """Why a DVC stage must not run now (outputs of another config would be overwritten), or None."""
+    path = root / UNRECORDED
+    if not path.exists():
+        return None
+    entries = {o: c for o, c in json.loads(path.read_text()).items() if (root / o).exists()}
+    if not entries:
+        return None
+    configs = ", ".join(sorted(set(entries.values())))
+    return (
+        f"dvc repro refused: results/ holds {len(entries)} output(s) made by `snakemake --configfile {configs}` "
+        f"that DVC has not recorded (listed in {UNRECORDED}); dvc.yaml would rebuild them with {DEFAULT_CONFIG}. "
+        "Rebuild them with the default config (`snakemake`), or let DVC overwrite them: "
+        "python workflow/scripts/dvc_sync.py allow-overwrite"
+    )
+
+
+def allow_overwrite(configfile: str) -> int:
+    path = ROOT / UNRECORDED
+    if path.exists():
+        path.unlink()
+        print(f"removed {UNRECORDED}: `dvc repro` may now rebuild those outputs with {configfile}")
+    else:
+        print(f"nothing to allow: no {UNRECORDED}")
+    return 0
 
 
 def pull(configfile: str) -> int:
@@ -198,13 +360,16 @@ def pull(configfile: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["generate", "check", "commit", "pull"])
+    parser.add_argument("command", choices=["generate", "check", "commit", "pull", "allow-overwrite"])
     parser.add_argument("--configfile", default=DEFAULT_CONFIG, help="config the DVC stages record (default: %(default)s)")
+    parser.add_argument("--run-configfile", help="for `commit`: the config the Snakemake run used, if not the default")
     parser.add_argument("--dvc-yaml", default=DVC_YAML, help="file to compare, for `check` (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.command == "check":
         return check(args.configfile, args.dvc_yaml)
-    return {"generate": generate, "commit": commit, "pull": pull}[args.command](args.configfile)
+    if args.command == "commit":
+        return commit(args.configfile, args.run_configfile)
+    return {"generate": generate, "pull": pull, "allow-overwrite": allow_overwrite}[args.command](args.configfile)
 
 
 if __name__ == "__main__":
