@@ -17,7 +17,7 @@ from snakemake.utils import min_version
 # the jobs do (shell.prefix below), not from whatever copy happens to be installed.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from pruneforget.config import ConfigError, read_config_file, validate_config
+from pruneforget.config import ConfigError, read_config_file, restore_yaml11_strings, validate_config
 
 min_version("8.20")
 
@@ -39,6 +39,7 @@ if not workflow.config_settings.configfiles:
 # the key first ("unknown key `finetune.stpes` (a typo of `steps`?)") instead of after a dump of
 # the whole schema.
 try:
+    restore_yaml11_strings(config)  # after `dvc exp run -S`, a bare `no` (see the function)
     validate_config(config)
 except ConfigError as exc:
     sys.exit(f"Config error: {exc}")

@@ -227,3 +227,23 @@ def test_a_sample_bundle_holds_only_sets_sampled_alike(entry, message):
     config["sample"]["bundle"] = ["retain", entry]
     with pytest.raises(ConfigError, match=rf"sample\.bundle: .*{message}"):
         validate_config(config)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_yaml12_rewrite_of_the_config_reads_the_same(name):
+    """`dvc exp run -S` rewrites config/config.yaml with ruamel (YAML 1.2), which drops the quotes
+    of "no"; read back by PyYAML (YAML 1.1) it would be False. The Snakefile restores it."""
+    import io
+
+    import yaml
+    from ruamel.yaml import YAML
+
+    from pruneforget.config import restore_yaml11_strings
+
+    original = load(name)
+    buffer = io.StringIO()
+    YAML().dump(original, buffer)  # how DVC writes it back
+    reread = yaml.safe_load(buffer.getvalue())
+    assert reread != original  # the hazard: "no" read as False, 1.0e-6 as a string
+    assert restore_yaml11_strings(reread) == original
+    validate_config(reread)

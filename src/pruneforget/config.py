@@ -58,6 +58,41 @@ def read_config_file(path: str | Path) -> dict:
     return config
 
 
+# The spellings YAML 1.1 (PyYAML, Snakemake) reads as a boolean.
+_YAML11_BOOLEANS = {False: {"no", "off", "n", "false"}, True: {"yes", "on", "y", "true"}}
+
+
+def restore_yaml11_strings(config: dict, schema_path: str | Path = SCHEMA) -> dict:
+    """Put back values that a YAML 1.2 writer spelled in a way a YAML 1.1 reader misreads.
+    `dvc exp run -S` rewrites the config with ruamel (YAML 1.2): it writes "no" as bare no, which
+    PyYAML (Snakemake's reader) takes for False, and 1.0e-6 as 1e-06, which PyYAML takes for a
+    string. Where the schema's enum has exactly one spelling of such a boolean
+    (finetune.mixed_precision: "no"), or asks for a number, the value is restored, in place."""
+    schema = _load_yaml(Path(schema_path).read_text())
+
+    def walk(node: dict, spec: dict) -> None:
+        for key, sub in spec.get("properties", {}).items():
+            if key not in node:
+                continue
+            value = node[key]
+            types = sub.get("type", [])
+            types = [types] if isinstance(types, str) else types
+            if isinstance(value, dict):
+                walk(value, sub)
+            elif isinstance(value, bool) and "enum" in sub:
+                spelled = [e for e in sub["enum"] if isinstance(e, str) and e.lower() in _YAML11_BOOLEANS[value]]
+                if len(spelled) == 1:
+                    node[key] = spelled[0]
+            elif isinstance(value, str) and "number" in types and "string" not in types:
+                try:
+                    node[key] = float(value)
+                except ValueError:
+                    pass  # a real error: the schema check names it
+
+    walk(config, schema)
+    return config
+
+
 def validate_config(config: dict, schema_path: str | Path = SCHEMA) -> None:
     """Check `config` against the JSON schema, then run `check_config`.
 

@@ -3,7 +3,12 @@
 `snakemake` and by `dvc repro` from the same state (nothing), in two fresh clones.
 
     python workflow/scripts/bench_dvc.py status                 # here: dvc status, cold and warm
+    python workflow/scripts/bench_dvc.py rebuild --remove results/tiny/scores figures
     python workflow/scripts/bench_dvc.py build --config config/micro.yaml --workdir /tmp/bench
+
+`rebuild` works on this checkout, which must be fully built and recorded (`snakemake -n` and
+`dvc status` with nothing to do): it deletes the --remove paths, times `snakemake --cores N`
+rebuilding them, deletes them again and times `dvc repro` (the same jobs, from the same state).
 
 `build` clones the committed repository twice into --workdir, makes --config the clones' default
 config (dvc.yaml generated for it), and builds the default target (every table and figure) in
@@ -55,6 +60,22 @@ def bench_status() -> None:
         print(f"dvc status, {n} stages, {label} call: {timed([sys.executable, '-m', 'dvc', 'status'], ROOT):.1f} s")
 
 
+def bench_rebuild(remove: list[str], cores: int) -> None:
+    dry = subprocess.run(["snakemake", "-n", "--cores", "1"], cwd=ROOT, capture_output=True, text=True)
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=ROOT, capture_output=True, text=True)
+    if "Nothing to be done" not in dry.stdout + dry.stderr or "up to date" not in status.stdout:
+        sys.exit("rebuild needs a complete, recorded build here: run `snakemake --cores 2` first")
+    walls = {}
+    for label, cmd in ((f"snakemake --cores {cores}", ["snakemake", "--cores", str(cores)]),
+                       ("dvc repro", [sys.executable, "-m", "dvc", "repro"])):
+        for path in remove:
+            shutil.rmtree(ROOT / path) if (ROOT / path).is_dir() else (ROOT / path).unlink(missing_ok=True)
+        walls[label] = timed(cmd, ROOT)
+        print(f"{label}: {walls[label]:.0f} s", flush=True)
+    print(f"rebuilding {' '.join(remove)}: dvc repro / snakemake --cores {cores} = "
+          f"{walls['dvc repro'] / walls[f'snakemake --cores {cores}']:.2f}x")
+
+
 def bench_build(config: str, workdir: Path, cores: list[int]) -> None:
     if workdir.exists():
         sys.exit(f"{workdir} exists: give an empty --workdir")
@@ -79,13 +100,16 @@ def bench_build(config: str, workdir: Path, cores: list[int]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["status", "build"])
+    p.add_argument("what", choices=["status", "rebuild", "build"])
+    p.add_argument("--remove", nargs="+", default=["results/tiny/scores", "figures"], help="for rebuild: paths to delete and rebuild")
     p.add_argument("--config", default="config/micro.yaml", help="config the clones build (default: %(default)s)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_dvc"))
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2], help="snakemake --cores to time (default: 1 2)")
     args = p.parse_args()
     if args.what == "status":
         bench_status()
+    elif args.what == "rebuild":
+        bench_rebuild(args.remove, args.cores[-1])
     else:
         yaml.safe_load((ROOT / args.config).read_text())  # a readable config before cloning anything
         bench_build(args.config, args.workdir, args.cores)

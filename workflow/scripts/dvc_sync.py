@@ -228,6 +228,8 @@ def _figure_csv_columns(rule: str) -> dict | None:
         return {"template": "bar_horizontal", "x": "total_seconds", "y": "row"}
     if rule == "report_fig7":
         return {"template": "bar_horizontal", "x": "mean", "y": "label"}
+    if rule == "report_fig_sensitivity":
+        return {"template": "bar_horizontal", "x": "mean", "y": "model"}
     return {"template": "bar_horizontal", "x": "mean", "y": "row"}
 
 
