@@ -97,7 +97,7 @@ rule all:
 onsuccess:
     # Record in DVC what this run made, so `dvc repro` does not redo it (a run with another config
     # is named, and listed as not recorded). Skipped when DVC itself runs a stage (it sets
-    # DVC_STAGE for stage commands and records the result on its own).
-    if "DVC_STAGE" not in os.environ:
-        run_config = [str(p) for p in workflow.config_settings.configfiles][:1]
+    # DVC_STAGE for stage commands and records the result on its own), and by `dvc_sync.py pull`.
+    if "DVC_STAGE" not in os.environ and "PRUNEFORGET_NO_DVC_COMMIT" not in os.environ:
+        run_config = [os.path.relpath(p, workflow.basedir) for p in workflow.config_settings.configfiles][:1]
         shell("python workflow/scripts/dvc_sync.py commit" + "".join(f" --run-configfile {c}" for c in run_config))

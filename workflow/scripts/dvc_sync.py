@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = "config/config.yaml"
 DVC_YAML = "dvc.yaml"
 SOURCE_DIR = "src/pruneforget"
+NO_COMMIT = "PRUNEFORGET_NO_DVC_COMMIT"  # set: a Snakemake run does not run the commit step
 UNRECORDED = "results/unrecorded.json"  # outputs of a run with another config (see the docstring)
 HEADER = (
     "# Generated from the Snakemake DAG by `python workflow/scripts/dvc_sync.py generate`; do not edit.\n"
@@ -357,7 +358,9 @@ def pull(configfile: str) -> int:
     if rc:
         return rc
     config = [] if configfile == DEFAULT_CONFIG else ["--configfile", configfile]
-    return subprocess.run(["snakemake", "--cores", "1", "--touch", *config], cwd=ROOT).returncode
+    # DVC has just written what dvc.lock records: the touch run need not record it again.
+    env = {**os.environ, NO_COMMIT: "1"}
+    return subprocess.run(["snakemake", "--cores", "1", "--touch", *config], cwd=ROOT, env=env).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
