@@ -290,17 +290,29 @@ def commit(configfile: str, run_configfile: str | None = None) -> int:
     # A stage is recorded when every job of its rule is finished and up to date.
     ready = [rule for rule, rule_jobs in _by_rule(jobs).items() if all(j.up_to_date for j in rule_jobs)]
     recorded = {o for rule in ready for j in _by_rule(jobs)[rule] for o in j.outputs}
-    rc = 0
     if ready:
         print(f"dvc_sync commit: recording {len(ready)} stage(s) in dvc.lock")
-        # --force: commit without asking, although deps/outs changed since the last record (that is the point).
-        rc = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *ready], cwd=ROOT).returncode
+        record(ready)
     else:
         print("dvc_sync commit: no finished stage to record")
     other = run_configfile and not _same_config(run_configfile, configfile)
     made = [o for j in dag_jobs(run_configfile) if j.up_to_date for o in j.outputs] if other else []
     _update_unrecorded(recorded, run_configfile if other else None, made, configfile)
-    return rc
+    return 0
+
+
+def record(names: list[str]) -> None:
+    """What `dvc commit --force NAME...` does (hash deps and outs, store outs in the cache, write
+    dvc.lock), with dvc.lock written once: the command re-reads and rewrites the whole lock file
+    for every stage named, 98 s for the micro DAG's 29 stages."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo, repo.lock:
+        stages = [stage for stage in repo.index.stages if stage.addressing in set(names)]
+        for stage in stages:
+            stage.save()
+            stage.commit()
+        stages[0].dvcfile.dump_stages(stages, update_pipeline=False)
 
 
 def _update_unrecorded(recorded: set[str], run_configfile: str | None, made: list[str], configfile: str) -> None:
