@@ -27,3 +27,15 @@ def tiny_pipe():
     torch.manual_seed(0)
     vae = build_vae(TINY_BASE["vae"], image_size=16)
     return build_pipeline(TINY_BASE, image_size=16, vae=vae)
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected what will not run
+def pytest_collection_modifyitems(config, items):
+    """Start the micro end-to-end builds (tests/test_workflow_micro.py) right after collection,
+    when a test of theirs is selected: they take most of CI's time, and running beside the rest of
+    the suite, they use the core its single-threaded tests leave idle."""
+    if config.option.collectonly or not any(item.path.name == "test_workflow_micro.py" for item in items):
+        return
+    from test_workflow_micro import start_builds
+
+    start_builds(config._tmp_path_factory.mktemp("micro"))  # pytest's tmp_path_factory, before any fixture

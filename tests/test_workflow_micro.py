@@ -8,8 +8,8 @@ guarded, and a failed job leaves no output behind. Slow (minutes): `pytest -m sl
 
 from __future__ import annotations
 
+import atexit
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -67,25 +67,56 @@ def git_init(repo: Path) -> None:
     git(repo, "config", "user.email", "ci@localhost")
 
 
+class MicroBuilds:
+    """The two builds of every table and figure from nothing: one by `snakemake`, one by
+    `dvc repro`, each in its own copy (see micro_copy). conftest.py starts them as soon as pytest
+    has collected a test of this module, so that they run beside the rest of the suite (most of
+    which leaves a core idle), and the `builds` fixture waits for them.
+
+    The two builds run at the same time: every micro job runs one thread however many cores it is
+    given (threads come from the config), so both compute the same bytes. Siblings under one
+    directory, the copies share the default DVC remote (a directory beside the repository)."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.snake, self.dvc = micro_copy(base / "snakemake"), micro_copy(base / "dvc")
+        self.logs = {name: base / f"{name}.log" for name in ("snakemake", "dvc")}
+        self.processes = {
+            "snakemake": self._start(["snakemake", "--cores", "2"], self.snake, "snakemake"),
+            "dvc": self._start([sys.executable, "-m", "dvc", "repro"], self.dvc, "dvc"),
+        }
+        atexit.register(self.stop)  # an interrupted session leaves no build running
+
+    def _start(self, cmd: list[str], cwd: Path, name: str) -> subprocess.Popen:
+        with open(self.logs[name], "w") as log:
+            return subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    def wait(self) -> tuple[Path, Path]:
+        for name, process in self.processes.items():
+            rc = process.wait(timeout=BUILD_TIMEOUT)
+            assert rc == 0, f"{name} build failed:\n" + self.logs[name].read_text()[-6000:]
+        return self.snake, self.dvc
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+
+
+_started: list[MicroBuilds] = []
+
+
+def start_builds(base: Path) -> None:
+    """Start the builds once per session (conftest.py calls this after collection)."""
+    if not _started:
+        _started.append(MicroBuilds(base))
+
+
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory) -> tuple[Path, Path]:
-    """(the snakemake copy, the dvc copy), each built from nothing with its default target.
-
-    The two builds run at the same time, sharing the two cores: every micro job runs one thread
-    however many cores it is given (threads come from the config), so both builds compute the same
-    bytes, and CI waits for the longer build instead of both in turn. Siblings under one directory, the
-    copies share the default DVC remote (a directory beside the repository)."""
-    base = tmp_path_factory.mktemp("micro")
-    snake, dvc = micro_copy(base / "snakemake"), micro_copy(base / "dvc")
-    with open(base / "dvc-repro.log", "w") as log:
-        repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=dvc, stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            result = run(["snakemake", "--cores", "2"], snake, timeout=BUILD_TIMEOUT)
-            assert result.returncode == 0, result.stderr[-6000:]
-            assert repro.wait(timeout=BUILD_TIMEOUT) == 0, (base / "dvc-repro.log").read_text()[-6000:]
-        finally:
-            repro.kill()
-    return snake, dvc
+    """(the snakemake copy, the dvc copy), each built from nothing with its default target."""
+    start_builds(tmp_path_factory.mktemp("micro"))  # if conftest did not (a single test run)
+    return _started[0].wait()
 
 
 def figure_names(repo: Path) -> list[str]:
