@@ -167,6 +167,19 @@ def test_dvc_repro_builds_the_same_artifacts_as_snakemake(builds):
 
 
 @pytest.mark.slow
+def test_dvc_repro_of_one_figure_redraws_it_alone(builds):
+    _, dvc = builds
+    before = {name: (dvc / f"figures/{name}.pdf").stat().st_mtime_ns for name in ("table1", "fig1")}
+    redraw = run([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", "report_table1"], dvc)
+    assert redraw.returncode == 0, redraw.stdout[-3000:] + redraw.stderr[-3000:]
+    assert re.findall(r"Running stage '([^']+)'", redraw.stdout) == ["report_table1"]
+    assert (dvc / "figures/table1.pdf").stat().st_mtime_ns > before["table1"]
+    assert (dvc / "figures/fig1.pdf").stat().st_mtime_ns == before["fig1"]
+    status = run([sys.executable, "-m", "dvc", "status"], dvc)
+    assert "up to date" in status.stdout, status.stdout[-3000:]  # the same bytes, recorded again
+
+
+@pytest.mark.slow
 def test_push_then_pull_in_a_fresh_clone_leaves_nothing_to_do(builds):
     snake, _ = builds
     push = run([sys.executable, "-m", "dvc", "push"], snake, timeout=600)

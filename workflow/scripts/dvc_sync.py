@@ -159,10 +159,13 @@ def stage_cmd(rule: str, outputs: list[str], configfile: str) -> str:
     job (DVC owns those as other stages); Snakemake runs the rule's jobs that need it, in parallel
     on --cores all, and skips the others, as a direct `snakemake` run would."""
     config = "" if configfile == DEFAULT_CONFIG else f" --configfile {configfile}"
+    # A figure takes seconds: whenever DVC runs its stage (`dvc repro -f report_table1` included),
+    # it is redrawn.
+    force = f" --forcerun {rule}" if all(o.startswith("figures/") for o in outputs) else ""
     # --cores all: a job's threads are min(config threads, cores), and CPU float results depend
     # on the thread count, so a DVC stage must get the threads a direct `snakemake --cores N` run
     # gives it on the same machine to rebuild byte-identical artifacts.
-    return f"snakemake --cores all{config} --allowed-rules {rule} -- {' '.join(outputs)}"
+    return f"snakemake --cores all{config} --allowed-rules {rule}{force} -- {' '.join(outputs)}"
 
 
 def _by_rule(jobs: list[Job]) -> dict[str, list[Job]]:
