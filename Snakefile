@@ -1,11 +1,12 @@
 """pruneforget: prune a text-to-image diffusion model, fine-tune it and make it forget, reproducibly.
 
     snakemake --cores all                                          # tiny scale (config/config.yaml), CPU
-    snakemake --cores all --configfile config/micro.yaml           # the minute-long test run
+    snakemake --cores all --configfile config/micro.yaml           # the minutes-long test run
     snakemake --profile slurm --configfile config/sd21.yaml        # paper scale on a SLURM cluster
 
-Snakemake executes and DVC records: dvc.yaml is generated from this DAG
-(`python workflow/scripts/dvc_sync.py generate`), and a successful run commits its outputs to DVC.
+The default target is every table and figure of the scale. Snakemake executes and DVC records:
+dvc.yaml is generated from this DAG (`python workflow/scripts/dvc_sync.py generate`, one stage per
+rule), and a successful run commits its outputs to DVC; `dvc repro` builds the same.
 """
 
 import os
