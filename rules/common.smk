@@ -149,13 +149,16 @@ def figure_params(name):
     `figures`, the config section it comes from)."""
     return lambda wildcards: json.dumps(resolve_figure(config, name), sort_keys=True)
 def finetune_evaluator(wildcards):
-    """The tiny world judges fine-tuning with its ground-truth evaluator; sd21 uses FID instead."""
-    return f"results/{wildcards.scale}/evaluator" if config["world"]["kind"] == "tiny" else []
+    """What judges a training run's periodic evaluation: the tiny world's ground-truth evaluator,
+    or at sd21 the COCO FID statistics (rule fid_reference_stats) its FID is taken against."""
+    if config["world"]["kind"] == "tiny":
+        return f"results/{wildcards.scale}/evaluator"
+    return f"results/{wildcards.scale}/fid_reference"
 
 
 def evaluator_flag(wildcards):
-    evaluator = finetune_evaluator(wildcards)
-    return f"--evaluator {evaluator}" if evaluator else ""
+    flag = "--evaluator" if config["world"]["kind"] == "tiny" else "--fid-reference"
+    return f"{flag} {finetune_evaluator(wildcards)}"
 
 
 def launcher(group):

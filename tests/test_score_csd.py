@@ -124,3 +124,18 @@ def test_checkpoint_that_does_not_match_the_config_is_refused(checkpoint):
     fewer = {**VISION, "num_hidden_layers": 1}  # the checkpoint has 2 blocks: one would be left unused
     with pytest.raises(KeyError, match="unmapped"):
         load_csd(checkpoint[0], fewer)
+
+
+def test_written_checkpoint_is_the_released_layout_of_the_openai_model(checkpoint):
+    """`to_csd_state_dict` (the smoke's stand-in writer) inverts the loader's mapping: from the
+    loaded model's weights it gives back the released file's tensors, key for key."""
+    from pruneforget.metrics.csd import _vision_prefix, to_csd_state_dict
+
+    path, _, style = checkpoint
+    released = torch.load(path, weights_only=False)["model_state_dict"]
+    model = load_csd(path, VISION)
+    written = to_csd_state_dict(model.backbone.state_dict(), style, LAYERS, _vision_prefix(model.backbone))
+    assert set(written) == set(released)
+    for key, value in released.items():
+        if key != "module.last_layer_content":  # the content head is not loaded; zeros are written
+            torch.testing.assert_close(written[key], value, atol=0, rtol=0)

@@ -17,7 +17,9 @@ SCRIPT = Path(__file__).with_name("ddp_toy_run.py")
 
 
 def run(cmd, tmp_path):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+    # No ACCELERATE_USE_CPU: make_accelerator must itself form a gloo group on a machine without
+    # CUDA, or the two processes would each train alone (and the weights below would differ).
+    env = {**{k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -23,7 +23,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "generate images for a prompt set: PNGs plus a manifest"),
     "judge": ("judge", "score a tiny-world sample set with the ground-truth evaluator"),
     "report-base": ("report_base", "teacher quality figure: sample grid and evaluator accuracies"),
-    "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune (closed-form edit / skilled-weight pruning)"),
     "report": ("report", "one table or figure of the paper (figures/NAME.pdf + PNG + CSV) from scores, runs, samples"),
     "finetune": ("finetune", "fine-tune a (pruned) student with distillation (Eq. 8) or the diffusion loss, with periodic evaluation"),
     "score": ("score", "one metric of a sample set or model as a score JSON (CLIP, CP, CSD, FID, NudeNet, tiny judges)"),
@@ -33,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune-aptp": ("prune_aptp", "APTP: learn the prompt router and N architecture codes on the frozen teacher"),
     "extract-expert": ("extract_expert", "slice the APTP code closest to a MAC budget out of the teacher as a pipeline"),
     "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune|esdx|esdu|esd (closed-form edit / skilled-weight pruning / ESD fine-tuning)"),
+    "make-standins": ("make_standins", "build local stand-ins for SD 2.1, COCO, CLIP, CSD, mpnet and the NSFW prompt files (sd21 smoke)"),
     "bilevel": ("bilevel", "fine-tune a pruned expert and remove concepts in one run (Algorithm 1; --variant code: the authors' code)"),
 }
 

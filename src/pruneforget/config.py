@@ -159,6 +159,8 @@ def check_config(config: dict) -> None:
                     f"base.pretrained: local model directory {pretrained!r} does not exist "
                     "(relative paths are relative to the repository root); fix the path, or give "
                     "a hub id such as stabilityai/stable-diffusion-2-1"
+                    + ("; the smoke's stand-ins are built by `python -m pruneforget make-standins`"
+                       if "standins" in pretrained else "")
                 )
         elif not HUB_ID.match(pretrained):
             raise ConfigError(

@@ -17,12 +17,12 @@ from pruneforget.io import atomic_file
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="prompt set: i2p, mma or ringabell")
-    p.add_argument("--params", required=True, type=parse_params, help="the `prompt_sets` config section as JSON (sets, seed, lock)")
+    p.add_argument("--params", required=True, type=parse_params, help="the `prompt_sets` config section as JSON (sets, seed, lock, urls)")
     p.add_argument("--out", required=True, type=Path, help="normalised prompt CSV to write (prompt, evaluation_seed, categories, source_index)")
 
 
 def run(args: argparse.Namespace) -> None:
-    from pruneforget.world.nsfw_prompts import SOURCES, PromptSetError, fetch_prompt_set, read_lock, record_lock
+    from pruneforget.world.nsfw_prompts import SOURCES, PromptSetError, fetch_prompt_set, read_lock, record_lock, source_for
 
     cfg = args.params
     if args.name not in SOURCES:
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> None:
         sys.exit(f"fetch-prompts: {args.name!r} is not in prompt_sets.sets ({cfg.get('sets')}); add it there first")
     lock_path = Path(cfg["lock"])
     try:
-        table, entry = fetch_prompt_set(SOURCES[args.name], read_lock(lock_path), int(cfg.get("seed", 0)))
+        table, entry = fetch_prompt_set(source_for(args.name, cfg.get("urls")), read_lock(lock_path), int(cfg.get("seed", 0)))
     except (PromptSetError, ImportError, OSError) as exc:
         sys.exit(f"fetch-prompts: {exc}")
     with atomic_file(args.out) as tmp:

@@ -18,17 +18,20 @@ from pruneforget.io import atomic_dir
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="data directory whose val.csv lists the COCO val2017 images")
     p.add_argument("--params", required=True, type=parse_params,
-                   help="the `score` config section as JSON (fid_mode, fid_reference_size, batch_size, num_workers)")
+                   help="the `score` config section as JSON (fid_features, fid_mode, clip_model, fid_reference_size, batch_size, num_workers)")
     p.add_argument("--out", required=True, type=Path, help="statistics directory to write (stats.npz, info.json)")
 
 
 def run(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from pruneforget.metrics.fid_reference import clean_fid_features, write_reference_stats
+    from pruneforget.metrics.fid_reference import fid_features, write_reference_stats
 
     cfg = args.params
-    mode, size = cfg.get("fid_mode", "legacy_pytorch"), int(cfg.get("fid_reference_size", 512))
+    size = int(cfg.get("fid_reference_size", 512))
+    kind = cfg.get("fid_features", "inception")
+    extractor = ({"features": "inception", "mode": cfg.get("fid_mode", "legacy_pytorch")} if kind == "inception"
+                 else {"features": kind, "clip_model": cfg["clip_model"]})
     table_path = args.data / "val.csv"
     if not table_path.is_file():
         sys.exit(f"fid-reference: {table_path} does not exist; prepare the data first (rule prepare_data)")
@@ -38,11 +41,11 @@ def run(args: argparse.Namespace) -> None:
     if missing:
         sys.exit(f"fid-reference: {len(missing)} image(s) listed in {table_path} are missing, first: {missing[0]}")
     try:
-        features = clean_fid_features(files, mode=mode, resize_to=size, batch_size=int(cfg.get("batch_size", 32)),
-                                      num_workers=int(cfg.get("num_workers", 8)))
+        features = fid_features(files, extractor, resize_to=size, batch_size=int(cfg.get("batch_size", 32)),
+                                num_workers=int(cfg.get("num_workers", 8)))
     except ImportError as exc:
         sys.exit(f"fid-reference: {exc}")
     with atomic_dir(args.out) as tmp:
-        write_reference_stats(tmp, features, {"source": str(table_path), "mode": mode, "size": size,
+        write_reference_stats(tmp, features, {**extractor, "source": str(table_path), "size": size,
                                               "resize": "center crop to square, PIL bicubic to size x size"})
-    print(f"fid-reference: wrote {args.out} ({len(files)} images, {mode}, {size} px)")
+    print(f"fid-reference: wrote {args.out} ({len(files)} images, {extractor}, {size} px)")

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="data directory from prepare-data (finetune.csv = D_f, val.csv)")
     p.add_argument("--evaluator", type=Path, default=None,
                    help="tiny world: ground-truth evaluator directory (Frechet distance in its feature space); "
-                        "sd21: leave out (FID with clean-fid)")
+                        "sd21: leave out (FID, see --fid-reference)")
     p.add_argument("--loss", choices=["kd", "diff"], default="kd", help="kd: Eq. 8 with distillation; diff: diffusion loss only")
     p.add_argument("--init", choices=["pruned", "random"], default="pruned",
                    help="pruned: the expert's weights; random: fresh weights of the same architecture (seeded)")
@@ -45,6 +45,9 @@ def add_eval_argument(p: argparse.ArgumentParser) -> None:
     """`--no-eval`: train without the periodic evaluations (no eval.csv). The workflow passes it
     to every run no curve figure plots (report.specs.evaluated_runs)."""
     p.add_argument("--no-eval", action="store_true", help="no periodic evaluation (eval_every 0): no figure reads it")
+    p.add_argument("--fid-reference", type=Path, default=None,
+                   help="sd21: FID statistics directory (rule fid_reference_stats) the periodic FID is taken "
+                        "against, with its extractor; finetune.fid_reference, when set, wins")
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -78,7 +81,8 @@ def build_evaluation(pipe, args: argparse.Namespace, cfg: dict, size: int) -> Fi
 
         evaluator = load_evaluator(args.evaluator)
         real = load_images_at(args.data, val, size)
-    fid_reference = cfg.get("fid_reference") or (None if evaluator is not None else _image_folder(args.data, val))
+    fid_reference = cfg.get("fid_reference") or (None if evaluator is not None else
+                                                  str(args.fid_reference or _image_folder(args.data, val)))
     return FinetuneEvaluation(pipe, settings, denoise_images=load_images_at(args.data, rows, size),
                               denoise_captions=rows["caption"].tolist(), prompts=prompts, evaluator=evaluator,
                               real_images=real, fid_reference=fid_reference)

@@ -142,6 +142,35 @@ def convert_csd_state_dict(state: dict[str, Tensor], num_layers: int, prefix: st
     return {prefix + k: v.float().contiguous() for k, v in out.items()}, style.float()
 
 
+def to_csd_state_dict(vision: dict[str, Tensor], style: Tensor, num_layers: int, prefix: str = "") -> dict[str, Tensor]:
+    """The released checkpoint's `model_state_dict` (DDP `module.` keys, OpenAI layout) from a
+    CLIPVisionModel state dict and a style projection: the inverse of `convert_csd_state_dict`,
+    used to write checkpoints in the released format (the sd21 smoke's stand-in). The content
+    head gets a copy of the style projection's shape (CSD's `last_layer_content`, unused here)."""
+    v = {k.removeprefix(prefix): t for k, t in vision.items()}
+    b = "module.backbone."
+    out = {
+        b + "class_embedding": v["embeddings.class_embedding"],
+        b + "positional_embedding": v["embeddings.position_embedding.weight"],
+        b + "conv1.weight": v["embeddings.patch_embedding.weight"],
+    }
+    for p in ("weight", "bias"):
+        out[f"{b}ln_pre.{p}"] = v[f"pre_layrnorm.{p}"]
+        out[f"{b}ln_post.{p}"] = v[f"post_layernorm.{p}"]
+    for i in range(num_layers):
+        src, dst = f"encoder.layers.{i}.", f"{b}transformer.resblocks.{i}."
+        for p in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{p}"] = torch.cat([v[f"{src}self_attn.{x}_proj.{p}"] for x in "qkv"], dim=0)
+            out[f"{dst}attn.out_proj.{p}"] = v[f"{src}self_attn.out_proj.{p}"]
+            out[f"{dst}ln_1.{p}"] = v[f"{src}layer_norm1.{p}"]
+            out[f"{dst}ln_2.{p}"] = v[f"{src}layer_norm2.{p}"]
+            out[f"{dst}mlp.c_fc.{p}"] = v[f"{src}mlp.fc1.{p}"]
+            out[f"{dst}mlp.c_proj.{p}"] = v[f"{src}mlp.fc2.{p}"]
+    out["module.last_layer_style"] = style
+    out["module.last_layer_content"] = torch.zeros_like(style)
+    return {k: t.detach().clone().contiguous() for k, t in out.items()}
+
+
 def _read_checkpoint(path: Path) -> dict[str, Tensor]:
     """`model_state_dict` of a CSD checkpoint. The released file also pickles the training
     arguments (an argparse.Namespace), which `weights_only` loading allows explicitly; nothing

@@ -18,6 +18,12 @@ images have the square framing of generated samples instead of being stretched.
 
 clean-fid pulls torchvision, which only the cluster's `paper` extra installs: it is imported
 inside the functions, with an error naming the extra when missing.
+
+Features (`score.fid_features`): `inception`, clean-fid's Inception in `fid_mode` (the paper's
+FID); or `clip`, the image embeddings of `score.clip_model`, which run without torchvision: the
+sd21 smoke's extractor on a CPU machine. It is not the paper's FID (other features, other
+numbers); the same arithmetic and files. The reference records its extractor in info.json and
+the samples are always embedded with the reference's, so the two sides never differ.
 """
 
 from __future__ import annotations
@@ -70,6 +76,39 @@ def clean_fid_features(files: Sequence[str | os.PathLike], mode: str = "legacy_p
                                   description=f"clean-fid features ({len(files)} images)")
 
 
+@torch.no_grad()
+def clip_image_features(files: Sequence[str | os.PathLike], clip_model: str, resize_to: int | None = None,
+                        batch_size: int = 32, device: str | None = None) -> np.ndarray:
+    """CLIP image embeddings (N, projection_dim) of image files, optionally center-cropped and
+    resized to `resize_to` first (as the reference side of `clean_fid_features`)."""
+    from pruneforget.metrics.clip_score import _embedding, load_clip, preprocess_images
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, _ = load_clip(clip_model, dev)
+    size = model.config.vision_config.image_size
+    parts = []
+    for start in range(0, len(files), batch_size):
+        images = [Image.open(f).convert("RGB") for f in files[start:start + batch_size]]
+        if resize_to:
+            images = [Image.fromarray(center_crop_resize(np.asarray(im), resize_to)) for im in images]
+        pixels = preprocess_images(images, size).to(dev)
+        parts.append(_embedding(model.get_image_features(pixel_values=pixels)).float().cpu().double().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, model.config.projection_dim))
+
+
+def fid_features(files: Sequence[str | os.PathLike], extractor: dict, resize_to: int | None = None,
+                 batch_size: int = 32, num_workers: int = 8) -> np.ndarray:
+    """Features of `files` by `extractor` ({"features": "inception", "mode": ...} or
+    {"features": "clip", "clip_model": ...}), the dict a reference's info.json records."""
+    kind = extractor.get("features", "inception")
+    if kind == "inception":
+        return clean_fid_features(files, mode=extractor["mode"], resize_to=resize_to, batch_size=batch_size,
+                                  num_workers=num_workers)
+    if kind == "clip":
+        return clip_image_features(files, extractor["clip_model"], resize_to=resize_to, batch_size=batch_size)
+    raise ValueError(f"unknown FID features {kind!r}: use inception (clean-fid) or clip")
+
+
 def write_reference_stats(out_dir: str | os.PathLike, features: np.ndarray, info: dict) -> None:
     """Save mu / sigma of `features` and a description (inside an atomic directory)."""
     out = Path(out_dir)
@@ -92,8 +131,7 @@ def read_reference_stats(stats_dir: str | os.PathLike) -> tuple[np.ndarray, np.n
 
 def fid_against_reference(sample_files: Sequence[str | os.PathLike], stats_dir: str | os.PathLike,
                           batch_size: int = 32, num_workers: int = 8, device: str | None = None) -> float:
-    """FID of sample images against stored reference statistics, in the reference's clean-fid mode."""
+    """FID of sample images against stored reference statistics, with the reference's extractor."""
     mu_ref, sigma_ref, info = read_reference_stats(stats_dir)
-    features = clean_fid_features(sample_files, mode=info["mode"], batch_size=batch_size,
-                                  num_workers=num_workers, device=device)
+    features = fid_features(sample_files, info, batch_size=batch_size, num_workers=num_workers)
     return frechet_distance(*feature_stats(features), mu_ref, sigma_ref)

@@ -91,7 +91,7 @@ def check_weights(metric: Metric, params: dict) -> None:
         if not Path(ckpt).expanduser().is_file():
             raise ScoreInputError(missing_checkpoint_message(ckpt))
         _hub_or_local(str(params.get("csd_backbone", "")) or "", "score.csd_backbone")
-    elif metric.name == "fid":
+    elif metric.name == "fid" and params.get("fid_features", "inception") == "inception":
         try:
             import cleanfid  # noqa: F401
         except ImportError as err:

@@ -19,6 +19,7 @@ import numpy as np
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 from pruneforget.metrics.denoising import denoising_error
+from pruneforget.metrics.fid_reference import STATS_FILE, fid_against_reference
 from pruneforget.metrics.frechet import clean_fid_score, feature_stats, frechet_distance
 from pruneforget.models.load import with_scheduler
 from pruneforget.sample import generate
@@ -49,7 +50,8 @@ class FinetuneEvaluation:
     `denoise_images` (uint8 NHWC at the model's resolution) and `denoise_captions` feed the
     denoising error; `prompts` are the val captions sampled (seeds `settings.seed + i`); the
     samples are compared with `real_images` in `evaluator`'s feature space (tiny world) or, without
-    an evaluator, with the images under `fid_reference` by clean-fid (sd21).
+    an evaluator, against `fid_reference` (sd21): a statistics directory of rule
+    fid_reference_stats, or a folder / stats name for clean-fid.
     """
 
     def __init__(self, pipe: StableDiffusionPipeline, settings: EvalSettings, *, denoise_images: np.ndarray,
@@ -93,6 +95,11 @@ class FinetuneEvaluation:
             with tempfile.TemporaryDirectory() as tmp:
                 for i, image in enumerate(images):
                     image.save(Path(tmp) / f"{i:05d}.png")
-                row["fid"] = clean_fid_score(tmp, self.fid_reference)
+                files = sorted(Path(tmp).iterdir())
+                # A statistics directory of rule fid_reference_stats carries its own extractor;
+                # anything else is a folder or stats name for clean-fid.
+                row["fid"] = (fid_against_reference(files, self.fid_reference)
+                              if (Path(self.fid_reference) / STATS_FILE).is_file()
+                              else clean_fid_score(tmp, self.fid_reference))
         return row
 

@@ -88,6 +88,10 @@ def make_accelerator(mixed_precision: str = "no", work_dir: Path | None = None,
     except ImportError:
         log_with = None
     return Accelerator(
+        # Without cpu=True, processes started by `accelerate launch --multi_gpu` (or torchrun) on a
+        # machine with no CUDA each run alone (DistributedType.NO) and train the whole run twice;
+        # with it they form a gloo process group (MULTI_CPU), as the sd21 smoke runs on 2 CPU processes.
+        cpu=not torch.cuda.is_available(),
         mixed_precision=mixed_precision,
         log_with=log_with,
         project_dir=str(work_dir) if work_dir is not None else None,

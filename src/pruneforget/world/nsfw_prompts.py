@@ -34,6 +34,7 @@ categories (I2P's own; `sexual` for the two nudity attack sets), source_index (r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -97,8 +98,20 @@ class PromptSetError(ValueError):
     """A downloaded prompt set that does not match its pins or lock; nothing was written."""
 
 
+def source_for(name: str, urls: dict[str, str] | None = None) -> PromptSource:
+    """The pinned source of `name`, read from `urls[name]` instead when the config gives a mirror
+    (`prompt_sets.urls`: a URL, or a local path relative to the working directory). Every pin
+    (columns, rows, checksums) and the lock still apply."""
+    if name not in SOURCES:
+        raise KeyError(f"unknown prompt set {name!r}; known: {sorted(SOURCES)}")
+    url = (urls or {}).get(name)
+    return dataclasses.replace(SOURCES[name], url=url) if url else SOURCES[name]
+
+
 def urllib_get(url: str) -> bytes:
-    """The body at `url` (http(s):// or file://)."""
+    """The body at `url` (http(s)://, file://, or a local path)."""
+    if "://" not in url:
+        url = Path(url).resolve().as_uri()
     with urllib.request.urlopen(url, timeout=120) as response:
         return response.read()
 
