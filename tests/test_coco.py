@@ -118,6 +118,17 @@ def test_finetune_table_is_the_train_table(tmp_path):
     assert (out / "finetune.csv").read_bytes() == (out / "train.csv").read_bytes()
 
 
+def test_data_directory_carries_the_artist_prompt_sets(tmp_path):
+    """Tables 1 and Figs. 1-2 sample `artist_*` from data/prompts/ at sd21 as in the tiny world
+    (the smoke run found them missing: every artist sample job failed)."""
+    from pruneforget.world.prompt_sets import ARTIST_FILES, PROMPTS_DIR, load_artist_prompts
+
+    out = build(world_cfg(make_copy(tmp_path / "coco"), download=False), tmp_path / "out")
+    for file in ARTIST_FILES.values():
+        written = pd.read_csv(out / "prompts" / file)
+        pd.testing.assert_frame_equal(written, load_artist_prompts(PROMPTS_DIR / file))
+
+
 def test_val_table_has_one_caption_per_image(tmp_path):
     out = build(world_cfg(make_copy(tmp_path / "coco"), download=False), tmp_path / "out")
     val = pd.read_csv(out / "val.csv")

@@ -8,6 +8,7 @@
                        (COCO never shows the removed artists)
     out/val.csv        one caption per val2017 image, `val_captions` rows (the paper's FID/CLIP set)
     out/world.json     the source: kind, root, counts, per-archive checksum status
+    out/prompts/artist_{van_gogh,monet,picasso}.csv   the shipped artist test prompts (config/prompts)
 
 Columns: `image` (absolute path into the COCO root, e.g. `/data/coco2017/train2017/000000000009.jpg`:
 readers join it to the data directory like the tiny world's relative paths, and an absolute path
@@ -36,6 +37,7 @@ from pruneforget.world.coco_download import (
     extract_members,
     urllib_fetch,
 )
+from pruneforget.world.prompt_sets import write_artist_prompt_sets
 
 COLUMNS = ["image", "caption", "image_id"]
 SPLITS = ("train2017", "val2017")
@@ -182,6 +184,9 @@ def build_coco(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # The artist test prompts (Table 1, Figs. 1-2) are shipped, not downloaded: the data
+    # directory carries them as the tiny world's carries its removal prompts.
+    write_artist_prompt_sets(out / "prompts")
     train.to_csv(out / "train.csv", index=False)
     shutil.copyfile(out / "train.csv", out / "finetune.csv")
     val.to_csv(out / "val.csv", index=False)

@@ -51,6 +51,18 @@ def load_artist_prompts(path: str | os.PathLike) -> pd.DataFrame:
     })
 
 
+def write_artist_prompt_sets(out_dir: str | os.PathLike, prompts_dir: str | os.PathLike = PROMPTS_DIR) -> list[Path]:
+    """The shipped artist sets as `out_dir/artist_<name>.csv` (normalised columns), the prompt
+    sets `artist_van_gogh`, `artist_monet`, `artist_picasso` of the paper scale's data directory."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file in ARTIST_FILES.values():
+        load_artist_prompts(Path(prompts_dir) / file).to_csv(out / file, index=False)
+        written.append(out / file)
+    return written
+
+
 def load_word_list(path: str | os.PathLike) -> list[str]:
     """One word (or phrase) per line, whitespace stripped, blank lines dropped
     (humans.txt has a trailing space in "girl ", which would leak into every prompt)."""
