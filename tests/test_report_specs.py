@@ -20,7 +20,7 @@ from pruneforget.report.build import build_figure
 from pruneforget.report.specs import KINDS, expand, figure_inputs, resolve_figure
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["config/config.yaml", "config/micro.yaml", "config/sd21.yaml"]
+CONFIGS = ["config/config.yaml", "config/micro.yaml", "config/sd21.yaml", "config/sd21_smoke.yaml"]
 
 
 def load(name: str) -> dict:

@@ -219,3 +219,62 @@ def test_fid_with_clip_features_runs_the_reference_and_sample_sides_alike(standi
         other.append(tmp_path / f"other{i}.png")
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(other[-1])
     assert fid_against_reference(other, tmp_path / "ref") > 1e-2
+
+
+def test_two_process_finetuning_equals_one_process_with_the_same_effective_batch(standins, tmp_path):
+    """The smoke's fine-tuning job of a pruned expert as on the cluster (`accelerate launch --multi_gpu`, here 2 CPU
+    processes over gloo, micro-batch 1 x 2 accumulation steps each) against one process with 4
+    accumulation steps: the same 4 samples per step, so the same weights.
+
+    Tolerance: the two sum the same four float32 gradients in another order (all-reduce of two
+    partial sums against one running sum), a relative difference of ~1e-7 in each gradient. Adam
+    divides by the gradient's own scale, so an update differs by about that share of the learning
+    rate, and two steps cannot move a weight apart by more than 1e-3 x lr; a process that trained
+    alone on its own half of the batch would be ~lr apart (the samples differ)."""
+    import os
+
+    from safetensors.torch import load_file
+
+    from pruneforget.world.coco import build_coco
+
+    data = tmp_path / "data"
+    build_coco({"kind": "coco", "root": str(standins / "coco2017"), "download": False, "val_captions": 16, "seed": 0}, data)
+    # The student: an expert of the stand-in with one self-attention pruned to no heads, whose
+    # norm1 then gets no gradient (DDP must be told, or it stops at the first step), and some
+    # feed-forward units pruned, so that both distillation terms are non-zero.
+    import torch
+
+    from pruneforget.models.load import load_pipeline
+    from pruneforget.prune.expert import extract_expert, write_pipeline
+    from pruneforget.prune.structure import prunable_groups
+
+    pipe = load_pipeline(standins / "sd21")
+    groups = prunable_groups(pipe.unet, 32)
+    code = {g.name: torch.ones(g.units) for g in groups}
+    code[next(g.name for g in groups if g.name.endswith("attn1:heads"))].zero_()
+    for g in [g for g in groups if g.name.endswith("ff:width")][:2]:
+        code[g.name][: g.units // 2] = 0
+    pipe.unet = extract_expert(pipe.unet, code, 32)
+    student = write_pipeline(pipe, tmp_path / "student")
+    params = dict(_load("sd21_smoke.yaml")["finetune"], steps=2, batch_size=4, micro_batch_size=1)
+    common = ["finetune", "--expert", str(student), "--teacher", str(standins / "sd21"), "--data", str(data),
+              "--no-eval", "--loss", "kd", "--init", "pruned", "--seed", "0", "--params", json.dumps(params)]
+    env = {**{k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}, "OMP_NUM_THREADS": "1"}
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "pruneforget"]
+    for cmd, out in (([sys.executable, "-m", "pruneforget"], "one"), (launch, "two")):
+        result = subprocess.run(cmd + common + ["--out", str(tmp_path / out)], env=env, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (load_file(tmp_path / d / "unet" / "diffusion_pytorch_model.safetensors") for d in ("one", "two"))
+    start = load_file(student / "unet" / "diffusion_pytorch_model.safetensors")
+    lr = params["lr"]
+    moved = max((one[k].float() - start[k].float()).abs().max().item() for k in one)
+    assert moved > 0.5 * lr  # the run trained
+    gap = max((one[k].float() - two[k].float()).abs().max().item() for k in one)
+    assert gap <= 1e-3 * lr, f"2 processes ended {gap:.3g} from 1 process (lr {lr})"
+    a, b = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("one", "two"))
+    assert (a[["diff", "out_kd", "feat_kd"]] > 0).all().all()
+    # the logged losses are means over all four samples, whichever process drew them
+    np.testing.assert_allclose(a[["diff", "out_kd", "feat_kd", "total"]], b[["diff", "out_kd", "feat_kd", "total"]], rtol=1e-4)
+    assert json.loads((tmp_path / "two" / "cost.json").read_text())["num_processes"] == 2

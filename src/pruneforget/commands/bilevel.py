@@ -23,6 +23,7 @@ from pruneforget.train.bilevel import BilevelInputError, BilevelSettings, train_
 from pruneforget.train.bilevel_inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
 from pruneforget.train.data import read_split
 from pruneforget.train.finetune import loop_settings
+from pruneforget.prune.expert import is_expert_dir
 from pruneforget.train.loop import make_accelerator
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.esd import method_params
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> None:
     if args.no_eval:
         ft_cfg["eval_every"] = 0
     table = read_split(args.data, "finetune", ft_cfg.get("limit"))
-    accelerator = make_accelerator(ft_cfg["mixed_precision"], resumable_work_path(args.out))
+    accelerator = make_accelerator(ft_cfg["mixed_precision"], resumable_work_path(args.out),
+                                   find_unused_parameters=is_expert_dir(args.expert))
     loop = loop_settings(ft_cfg, accelerator.num_processes)
     print(f"bilevel {args.variant}: remove {list(concepts.erase)} ({args.setting}) while fine-tuning {args.expert} "
           f"on {len(table)} pairs; seed {args.seed}")

@@ -21,6 +21,7 @@ from pruneforget.sample import spread_subset
 from pruneforget.train.data import StreamedPairs, load_images_at, pipeline_resolution, precomputed_pairs, read_split
 from pruneforget.train.evaluate import EvalSettings, FinetuneEvaluation
 from pruneforget.train.finetune import check_same_base, finetune_objective, loop_settings, reinitialise
+from pruneforget.prune.expert import is_expert_dir
 from pruneforget.train.loop import make_accelerator, train
 from pruneforget.train.objective import constant_schedule
 
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace) -> None:
     cfg = {**args.params, "eval_every": 0} if args.no_eval else args.params
     check_inputs(args)
     table = read_split(args.data, "finetune", cfg.get("limit"))
-    accelerator = make_accelerator(cfg["mixed_precision"], resumable_work_path(args.out))
+    accelerator = make_accelerator(cfg["mixed_precision"], resumable_work_path(args.out),
+                                   find_unused_parameters=is_expert_dir(args.expert))
     settings = loop_settings(cfg, accelerator.num_processes)
     print(f"finetune: {len(table)} (image, caption) pairs, loss {args.loss}, init {args.init}, seed {args.seed}, "
           f"{settings.steps} steps of {cfg['batch_size']} ({settings.micro_batch_size} x {accelerator.num_processes} "

@@ -139,6 +139,16 @@ def save_expert_unet(unet: UNet2DConditionModel, out_dir: str | Path, code: Code
     return out_dir
 
 
+def is_expert_dir(pipeline_dir: str | Path) -> bool:
+    """Whether a pipeline directory holds a pruned expert (its UNet has an arch code).
+
+    Such a UNet may leave parameters without a gradient: an attention, feed-forward or ResNet
+    whose every unit was pruned ignores its input, so the norm in front of it is never used.
+    DDP must then look for unused parameters (`find_unused_parameters`) or it stops the run at
+    the first step; the sd21 smoke's 2-process fine-tuning of the 55% expert found this."""
+    return (Path(pipeline_dir) / "unet" / CODE_FILE).is_file()
+
+
 def load_expert_unet(unet_dir: str | Path, dtype: torch.dtype | None = None) -> UNet2DConditionModel:
     """Rebuild an expert saved by `save_expert_unet`: base UNet from config (no weights), sliced to
     the code's shapes, then the sliced weights loaded strictly."""

@@ -22,8 +22,10 @@ from pruneforget.models.load import packaged_config
 from pruneforget.standins.clip_vocab import write_vocab
 
 # Widths and depths of the shrunk pipeline; every other key is SD 2.1's.
-SHRUNK_UNET = {"block_out_channels": [32, 64, 64, 64], "attention_head_dim": [2, 4, 4, 4], "cross_attention_dim": 64}
-SHRUNK_VAE = {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1}
+# sample_size: the pipeline's default resolution, 64 px instead of SD 2.1's 768 (sampling uses it).
+SHRUNK_UNET = {"block_out_channels": [32, 64, 64, 64], "attention_head_dim": [2, 4, 4, 4], "cross_attention_dim": 64,
+               "sample_size": 8}
+SHRUNK_VAE = {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1, "sample_size": 64}
 SHRUNK_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 3,
                "projection_dim": 64}
 SD21_IMAGE_PROCESSOR = {"crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
