@@ -4,6 +4,7 @@ Only path and parameter plumbing lives here; what a step does lives in the CLI c
 """
 
 import json
+import shlex
 
 SCALE = config["scale"]
 
@@ -99,7 +100,10 @@ def set_limit(promptset):
 
 
 def sample_limit(wildcards):
-    return set_limit(wildcards.promptset)
+    """The set's --limit, and the prompts a grid figure shows from it (kept in any subset)."""
+    keep = " ".join(f"--keep-prompt {shlex.quote(p)}" for p in grid_prompts(config, wildcards.promptset))
+    limit = set_limit(wildcards.promptset)
+    return f"{limit} {keep}" if limit and keep else limit
 
 
 def bundle_sets_flags(wildcards, output):
@@ -125,7 +129,7 @@ def final_targets():
 # --- Figures: each table/figure's inputs and spec come from the config's `figures:` section ----
 # The same resolved spec (report.specs) gives the rule its inputs and the command its --params,
 # so a figure draws exactly the models, seeds and prompt sets its DAG built.
-from pruneforget.report.specs import evaluated_runs, figure_inputs, resolve_figure, sample_bundle, sweep_grid, sweep_settings, sweep_stem
+from pruneforget.report.specs import evaluated_runs, figure_inputs, grid_prompts, resolve_figure, sample_bundle, sweep_grid, sweep_settings, sweep_stem
 
 # Prompt sets sampled together per model (rule sample_bundle); the others one job each.
 SAMPLE_BUNDLE = sample_bundle(config)

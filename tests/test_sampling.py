@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -73,6 +75,26 @@ def test_spread_subset_covers_every_group_of_a_sorted_table():
     assert len(subset) == 20 and set(subset["style"]) == set(table["style"])
     assert list(subset["prompt"]) == sorted(subset["prompt"], key=lambda p: int(p[1:]))
     assert spread_subset(table, 100) is table
+
+
+def test_spread_subset_keeps_the_prompts_a_figure_shows():
+    """The sd21 smoke's Fig. 1 named "The Starry Night" while a 2-prompt subset left it out: the
+    report failed after all the sampling. Kept prompts join the evenly spaced rows, in table order."""
+    from pruneforget.sample import spread_subset
+
+    table = pd.DataFrame({"prompt": [f"p{i}" for i in range(10)]})
+    assert spread_subset(table, 2)["prompt"].tolist() == ["p0", "p9"]
+    assert spread_subset(table, 2, keep=["p4", "p0"])["prompt"].tolist() == ["p0", "p4", "p9"]
+
+
+def test_sd21_grid_prompts_are_the_named_columns_of_the_sets_they_come_from():
+    import yaml
+
+    from pruneforget.report.specs import grid_prompts
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "sd21.yaml").read_text())
+    assert grid_prompts(config, "artist_van_gogh") == ["The Starry Night by Vincent van Gogh", "Sunflowers by Vincent van Gogh"]
+    assert grid_prompts(config, "val") == []  # Fig. 6 picks COCO captions by index
 
 
 def test_a_bundle_writes_each_set_as_sampling_it_alone_would(tiny_pipe, tmp_path):

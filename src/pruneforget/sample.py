@@ -13,7 +13,7 @@ indices (`prompt_index`, `seed_index`) so two models' sample sets pair image by 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,15 +80,17 @@ def read_prompt_set(path: Path) -> pd.DataFrame:
     return prompts
 
 
-def spread_subset(prompts: pd.DataFrame, n: int) -> pd.DataFrame:
-    """`n` rows evenly spaced through `prompts`, in order. Prompt tables are grouped by label
-    (style, then shape, ...), so the first n rows would miss whole styles; every k-th row does not."""
+def spread_subset(prompts: pd.DataFrame, n: int, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """`n` rows evenly spaced through `prompts`, in order, plus every row whose prompt is in `keep`
+    (the prompts a figure shows). Prompt tables are grouped by label (style, then shape, ...), so
+    the first n rows would miss whole styles; every k-th row does not."""
     if n <= 0:
         raise ValueError(f"a subset needs a positive size, got {n}")
     if n >= len(prompts):
         return prompts
-    idx = np.unique(np.linspace(0, len(prompts) - 1, n).round().astype(int))
-    return prompts.iloc[idx].reset_index(drop=True)
+    idx = set(np.linspace(0, len(prompts) - 1, n).round().astype(int).tolist())
+    idx |= set(np.flatnonzero(prompts["prompt"].isin(list(keep))).tolist())
+    return prompts.iloc[sorted(idx)].reset_index(drop=True)
 
 
 def generate(pipe: StableDiffusionPipeline, prompts: list[str], seeds: list[int], guidance: float, steps: int) -> list:

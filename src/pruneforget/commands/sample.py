@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", required=True, type=parse_params,
                    help="the `sample` config section as JSON (scheduler, steps, guidance, batch_size, seeds_per_prompt)")
     p.add_argument("--limit", type=int, default=None, help="sample N prompts evenly spaced through the set (tables are grouped by label)")
+    p.add_argument("--keep-prompt", action="append", default=[], metavar="PROMPT",
+                   help="with --limit, sample PROMPT too (a prompt a grid figure shows; repeatable; must be in the set)")
     p.add_argument("--seed", type=int, default=0, help="base seed for prompt sets without `evaluation_seed`")
     p.add_argument("--seeds-per-prompt", type=int, default=None,
                    help="images per prompt, seeds evaluation_seed + 0..N-1 (default: the params' seeds_per_prompt, else 1)")
@@ -45,7 +47,11 @@ def run(args: argparse.Namespace) -> None:
             prompts = read_prompt_set(path)
         except ValueError as exc:
             sys.exit(f"sample: {exc}")
-        sets.append(spread_subset(prompts, args.limit) if args.limit is not None else prompts)
+        missing = [p for p in args.keep_prompt if p not in set(prompts["prompt"])]
+        if missing and len(args.prompts) == 1:
+            sys.exit(f"sample: {path} has no prompt {missing[0]!r}, which a figure shows (--keep-prompt); "
+                     "fix the figure's column in the config or the prompt file")
+        sets.append(spread_subset(prompts, args.limit, args.keep_prompt) if args.limit is not None else prompts)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else None
     pipe = with_scheduler(load_pipeline(args.model, dtype=dtype, device=device), cfg["scheduler"])

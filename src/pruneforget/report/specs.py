@@ -131,6 +131,17 @@ def grid_models(spec: dict) -> list[dict]:
             for row in spec["rows"]]
 
 
+def grid_prompts(config: dict, promptset: str) -> list[str]:
+    """Prompts of `promptset` that a grid figure names (a column's `prompt`): sampling keeps them
+    whatever subset `sample.eval_prompts` takes, or the figure would find no image for them."""
+    named = []
+    for name, spec in config.get("figures", {}).items():
+        if isinstance(spec, dict) and KINDS.get(name) == "grid":
+            resolved = resolve_figure(config, name)
+            named += [c["prompt"] for c in resolved["columns"] if c.get("promptset") == promptset and "prompt" in c]
+    return list(dict.fromkeys(named))
+
+
 def figure_inputs(spec: dict, scale: str) -> dict[str, list[str]]:
     """The paths a resolved figure reads, by kind: `scores` (score JSONs), `runs` (training run
     directories) and `samples` (sample set directories); sorted, without duplicates."""
