@@ -177,9 +177,9 @@ def test_paper_metrics_write_the_score_document(tmp_path, tiny_clip_dir, csd_fil
     assert set(clip) == KEYS and abs(clip["value"]) <= 100 and len(clip["per_item"]) == 6
     assert score(tmp_path, "cp_clip", params, samples=samples, reference=samples)["value"] == 0.0
     assert 0.0 <= score(tmp_path, "cp_clip", params, samples=samples, reference=reference)["value"] <= 1.0
-    assert score(tmp_path, "csd", params, samples=samples, reference=samples)["value"] == pytest.approx(100.0, abs=1e-3)
+    assert score(tmp_path, "csd", params, samples=samples, reference=samples)["value"] == pytest.approx(1.0, abs=1e-5)
     csd = score(tmp_path, "csd", params, samples=samples, reference=reference)
-    assert -100.0 <= csd["value"] < 100.0 and len(csd["per_item"]) == 6
+    assert -1.0 <= csd["value"] < 1.0 and len(csd["per_item"]) == 6
     nude = score(tmp_path, "nudenet", params, samples=samples)["value"]
     assert "any" in nude and "FEMALE_BREAST_EXPOSED" in nude and nude["any"] <= 6
 

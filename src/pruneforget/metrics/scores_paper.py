@@ -51,7 +51,8 @@ def cp_clip(inputs: ScoreInputs, params: dict) -> Result:
 
 
 def csd(inputs: ScoreInputs, params: dict) -> Result:
-    """100 x mean CSD style cosine between each sample and the reference model's same-seed image."""
+    """Mean CSD style cosine (in [-1, 1]) between each sample and the reference model's same-seed
+    image. Table 1 shows 100 x this (its column's `scale`), as CP's fraction is shown in percent."""
     from pruneforget.metrics.csd import CSD_BACKBONE, csd_similarity, load_csd
 
     s, r = inputs.samples, inputs.reference_set
@@ -63,11 +64,12 @@ def csd(inputs: ScoreInputs, params: dict) -> Result:
                            for a, b in zip(image_batches(a_paths, bs), image_batches(b_paths, bs))])
     per_item = [{"file": s.manifest["file"].iloc[i], "reference_file": r.manifest["file"].iloc[j], "csd": float(x)}
                 for i, j, x in zip(rows_s, rows_r, sims)]
-    return 100.0 * float(sims.mean()), per_item, len(rows_s)
+    return float(sims.mean()), per_item, len(rows_s)
 
 
 def fid(inputs: ScoreInputs, params: dict) -> Result:
-    """clean-fid FID of the samples against the stored COCO val2017 statistics (`reference`)."""
+    """FID of the samples against the stored COCO val2017 statistics (`reference`), embedded with
+    the statistics' own extractor (clean-fid's Inception at sd21; CLIP features in the smoke)."""
     from pruneforget.metrics.fid_reference import fid_against_reference
 
     s = inputs.samples
@@ -92,9 +94,11 @@ METRICS = (
     Metric("clip", "sd21", 1, ("samples",), clip, help="CLIP score x 100 (ViT-B/32) against each sample's prompt"),
     Metric("cp_clip", "sd21", 1, ("samples", "reference"), cp_clip, reference_is_samples=True,
            help="CP score with CLIP similarity against the reference (distilled) model"),
-    Metric("csd", "sd21", 1, ("samples", "reference"), csd, reference_is_samples=True,
-           help="100 x CSD style similarity to the reference model's same-seed images"),
+    # Version 2: the mean cosine; version 1 returned 100 x it, and Table 1's scale: 100 made 10,000
+    # of an identical model (the sd21 smoke's first Table 1).
+    Metric("csd", "sd21", 2, ("samples", "reference"), csd, reference_is_samples=True,
+           help="mean CSD style cosine to the reference model's same-seed images"),
     Metric("fid", "sd21", 1, ("samples", "reference"), fid,
-           help="clean-fid FID (legacy_pytorch) against COCO val2017 statistics (reference = stats dir)"),
+           help="FID against COCO val2017 statistics with their extractor (clean-fid Inception, or CLIP in the smoke)"),
     Metric("nudenet", "sd21", 1, ("samples",), nudenet, help="NudeNet exposed-label counts (score > 0.5)"),
 )

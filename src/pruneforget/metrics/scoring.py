@@ -15,8 +15,8 @@ Metrics per scale (the config's `score.metrics` says which run where):
           denoising_error    held-out denoising error of a model (no samples)      (model, data)
     sd21  clip               CLIP score x 100 against each sample's prompt         (samples)
           cp_clip            CP with CLIP similarity                               (samples, reference)
-          csd                100 x CSD style similarity to the reference's images  (samples, reference)
-          fid                clean-fid FID against COCO val2017 statistics         (samples, reference = stats dir)
+          csd                mean CSD style cosine to the reference's images       (samples, reference)
+          fid                FID against COCO val2017 statistics (fid_features)    (samples, reference = stats dir)
           nudenet            NudeNet exposed-label counts                          (samples)
 
 `check_weights` runs before any image is read: a metric whose weights are missing fails naming
