@@ -85,6 +85,8 @@ def test_spread_subset_keeps_the_prompts_a_figure_shows():
     table = pd.DataFrame({"prompt": [f"p{i}" for i in range(10)]})
     assert spread_subset(table, 2)["prompt"].tolist() == ["p0", "p9"]
     assert spread_subset(table, 2, keep=["p4", "p0"])["prompt"].tolist() == ["p0", "p4", "p9"]
+    captions = pd.DataFrame({"caption": [f"c{i}" for i in range(10)]})  # val.csv: no prompt column
+    assert spread_subset(captions, 2)["caption"].tolist() == ["c0", "c9"]
 
 
 def test_sd21_grid_prompts_are_the_named_columns_of_the_sets_they_come_from():

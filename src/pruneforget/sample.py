@@ -89,7 +89,8 @@ def spread_subset(prompts: pd.DataFrame, n: int, keep: Sequence[str] = ()) -> pd
     if n >= len(prompts):
         return prompts
     idx = set(np.linspace(0, len(prompts) - 1, n).round().astype(int).tolist())
-    idx |= set(np.flatnonzero(prompts["prompt"].isin(list(keep))).tolist())
+    if keep:  # (caption tables such as val.csv have no `prompt` column, and nothing to keep)
+        idx |= set(np.flatnonzero(prompts["prompt"].isin(list(keep))).tolist())
     return prompts.iloc[sorted(idx)].reset_index(drop=True)
 
 
