@@ -167,7 +167,7 @@ def test_bilevel_rules_dry_run_at_paper_scale_on_eight_gpus(tmp_path):
     copy_repo(tmp_path)
     # In DAG order, so no stand-in is older than its inputs: under load the three mkdir calls get
     # different times, and an expert older than the base would make Snakemake plan APTP again.
-    for stand_in in ("data", "base", "expert-80"):
+    for stand_in in ("data", "base", "fid_reference", "expert-80"):
         (tmp_path / "results/sd21" / stand_in).mkdir(parents=True)
     targets = [f"results/sd21/{run_name}" for run_name in
                ("bilevel-artists-s0", "bilevelsep-artists-s0", "bilevelcode-global-s0", "bilevel-lam0-K20-s0")]
@@ -178,7 +178,8 @@ def test_bilevel_rules_dry_run_at_paper_scale_on_eight_gpus(tmp_path):
     jobs = re.split(r"\n(?:local)?rule ", out)[1:]
     assert len([j for j in jobs if j.startswith(("bilevel:", "bilevel_sweep_run:"))]) == 4, out
     for job in jobs:
-        assert "input: results/sd21/expert-80, results/sd21/base, results/sd21/data" in job
+        # fid_reference: the COCO FID statistics the periodic evaluation takes FID against
+        assert "input: results/sd21/expert-80, results/sd21/base, results/sd21/data, results/sd21/fid_reference" in job
         assert "gpu=8" in job and "mem_mb=256000" in job and "runtime=4320" in job
         assert "accelerate launch --multi_gpu --num_processes 8 -m pruneforget bilevel" in job
         assert '"lam": 100.0' in job and '"k": 20' in job and '"steps": 20000' in job

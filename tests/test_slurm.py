@@ -135,7 +135,8 @@ def test_an_eight_gpu_job_asks_slurm_for_eight_gpus_on_one_node(slurm, tmp_path)
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_repo(repo)
-    for name in ("expert-80", "base", "data"):  # the job's inputs, present, so only the job itself runs
+    # The job's inputs, present (in DAG order: none older than its own inputs), so only the job runs.
+    for name in ("data", "base", "fid_reference", "expert-80"):
         (repo / "results/sd21" / name).mkdir(parents=True)
     bin_dir, record = tmp_path / "bin", tmp_path / "sbatch.args"
     bin_dir.mkdir()
