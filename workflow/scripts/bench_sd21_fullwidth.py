@@ -3,7 +3,7 @@
 The sd21 smoke (config/sd21_smoke.yaml) with the stand-ins built at full width
 (`make-standins --full-width`: the 865,910,724-parameter UNet, SD 2.1's VAE and 23-layer
 OpenCLIP-H text encoder, random weights) and an overlay that runs every training job for 2
-steps at 64 px, one process each (a GPU's share of an 8-GPU job). Snakemake runs the jobs in a
+steps (bilevel 3) at 64 px, one process each (a GPU's share of an 8-GPU job). Snakemake runs the jobs in a
 copy of the repository and records each one's wall time and peak resident memory in its
 `benchmark:` file; this script prints them beside `config/sd21.yaml`'s `resources.mem_mb`.
 
@@ -45,7 +45,7 @@ OVERLAY = {
     "resources": {"finetune": {"gpu": 1}, "bilevel": {"gpu": 1}},  # one process: a GPU's share
     "prune": {"budget_tolerance": 1.0, "aptp": {"steps": 2, "checkpoint_every": 2, "log_every": 1}},
     "finetune": {"steps": 2, "eval_every": 0},
-    "bilevel": {"steps": 2, "k": 1, "eval_every": 0},
+    "bilevel": {"steps": 3, "k": 1, "eval_every": 0},  # 3: the sweep's K = 2 cycle must fit (config check)
     "unlearn": {"esd": {"steps": 2}},
 }
 
