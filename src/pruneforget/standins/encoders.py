@@ -11,6 +11,7 @@ models'; widths and depths are shrunk.
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
@@ -85,7 +86,5 @@ def build_mpnet(out_dir: str | Path, seed: int = 0) -> Path:
     transformer = models.Transformer(str(hf_dir), max_seq_length=384)
     st = SentenceTransformer(modules=[transformer, models.Pooling(config.hidden_size, "mean"), models.Normalize()])
     st.save(str(out))
-    import shutil
-
-    shutil.rmtree(hf_dir)
+    shutil.rmtree(hf_dir)  # the sentence-transformers copy at the top level is the stand-in
     return out
