@@ -82,13 +82,13 @@ def clip_image_features(files: Sequence[str | os.PathLike], clip_model: str, res
     """CLIP image embeddings (N, projection_dim) of image files, optionally center-cropped and
     resized to `resize_to` first (as the reference side of `clean_fid_features`)."""
     from pruneforget.metrics.clip_score import _embedding, load_clip, preprocess_images
+    from pruneforget.metrics.sample_set import image_batches
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, _ = load_clip(clip_model, dev)
     size = model.config.vision_config.image_size
     parts = []
-    for start in range(0, len(files), batch_size):
-        images = [Image.open(f).convert("RGB") for f in files[start:start + batch_size]]
+    for images in image_batches([Path(f) for f in files], batch_size):
         if resize_to:
             images = [Image.fromarray(center_crop_resize(np.asarray(im), resize_to)) for im in images]
         pixels = preprocess_images(images, size).to(dev)
@@ -97,15 +97,16 @@ def clip_image_features(files: Sequence[str | os.PathLike], clip_model: str, res
 
 
 def fid_features(files: Sequence[str | os.PathLike], extractor: dict, resize_to: int | None = None,
-                 batch_size: int = 32, num_workers: int = 8) -> np.ndarray:
+                 batch_size: int = 32, num_workers: int = 8, device: str | None = None) -> np.ndarray:
     """Features of `files` by `extractor` ({"features": "inception", "mode": ...} or
     {"features": "clip", "clip_model": ...}), the dict a reference's info.json records."""
     kind = extractor.get("features", "inception")
     if kind == "inception":
         return clean_fid_features(files, mode=extractor["mode"], resize_to=resize_to, batch_size=batch_size,
-                                  num_workers=num_workers)
+                                  num_workers=num_workers, device=device)
     if kind == "clip":
-        return clip_image_features(files, extractor["clip_model"], resize_to=resize_to, batch_size=batch_size)
+        return clip_image_features(files, extractor["clip_model"], resize_to=resize_to, batch_size=batch_size,
+                                   device=device)
     raise ValueError(f"unknown FID features {kind!r}: use inception (clean-fid) or clip")
 
 
@@ -133,5 +134,5 @@ def fid_against_reference(sample_files: Sequence[str | os.PathLike], stats_dir: 
                           batch_size: int = 32, num_workers: int = 8, device: str | None = None) -> float:
     """FID of sample images against stored reference statistics, with the reference's extractor."""
     mu_ref, sigma_ref, info = read_reference_stats(stats_dir)
-    features = fid_features(sample_files, info, batch_size=batch_size, num_workers=num_workers)
+    features = fid_features(sample_files, info, batch_size=batch_size, num_workers=num_workers, device=device)
     return frechet_distance(*feature_stats(features), mu_ref, sigma_ref)
