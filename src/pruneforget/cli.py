@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+
+from pruneforget import forkserver
 
 # command name -> (module under pruneforget.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -34,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune|esdx|esdu|esd (closed-form edit / skilled-weight pruning / ESD fine-tuning)"),
     "make-standins": ("make_standins", "build local stand-ins for SD 2.1, COCO, CLIP, CSD, mpnet and the NSFW prompt files (sd21 smoke)"),
     "bilevel": ("bilevel", "fine-tune a pruned expert and remove concepts in one run (Algorithm 1; --variant code: the authors' code)"),
+    "warm": ("warm", "run a command (snakemake, dvc repro) whose pruneforget jobs fork from one warm interpreter"),
 }
 
 
@@ -59,7 +63,19 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run a command; in a `warm` run, in a child of the warm interpreter (see forkserver.py)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    address = os.environ.get(forkserver.ENV_VAR)
+    if address and "warm" not in argv[:1]:
+        try:
+            sys.exit(forkserver.run_remote(address, argv))
+        except forkserver.Unavailable as exc:
+            print(f"pruneforget: running without the warm interpreter ({exc})", file=sys.stderr)
+    run_command(argv)
+
+
+def run_command(argv: list[str]) -> None:
+    """Parse `argv` and run its command in this process."""
     name = next((a for a in argv if a in COMMANDS), None)
     args = build_parser(load=name).parse_args(argv)
     importlib.import_module(f"pruneforget.commands.{COMMANDS[args.command][0]}").run(args)
