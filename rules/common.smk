@@ -170,7 +170,10 @@ def launcher(group):
     resources (DDP; the effective batch stays the config's)."""
     gpus = config["resources"].get(group, {}).get("gpu", 0)
     if gpus > 1:
-        return f"accelerate launch --multi_gpu --num_processes {gpus} -m pruneforget"
+        # The job's CPU threads (Snakemake's OMP_NUM_THREADS) shared among its ranks: each rank
+        # would otherwise take them all, and the ranks would fight over the job's cores.
+        split = f"OMP_NUM_THREADS=$(( OMP_NUM_THREADS > {gpus} ? OMP_NUM_THREADS / {gpus} : 1 ))"
+        return f"{split} accelerate launch --multi_gpu --num_processes {gpus} -m pruneforget"
     return "python -m pruneforget"
 
 

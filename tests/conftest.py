@@ -29,13 +29,21 @@ def tiny_pipe():
     return build_pipeline(TINY_BASE, image_size=16, vae=vae)
 
 
+# Modules whose end-to-end builds run in the background from the start of the session.
+BACKGROUND_BUILDS = ("test_workflow_micro", "test_sd21_smoke_workflow")
+
+
 @pytest.hookimpl(trylast=True)  # after -m / -k have deselected what will not run
 def pytest_collection_modifyitems(config, items):
-    """Start the micro end-to-end builds (tests/test_workflow_micro.py) right after collection,
-    when a test of theirs is selected: they take most of CI's time, and running beside the rest of
-    the suite, they use the core its single-threaded tests leave idle."""
-    if config.option.collectonly or not any(item.path.name == "test_workflow_micro.py" for item in items):
+    """Start the end-to-end builds (the micro builds of tests/test_workflow_micro.py, the sd21
+    smoke of tests/test_sd21_smoke_workflow.py) right after collection, when a test of theirs is
+    selected: they take most of CI's time, and running beside the rest of the suite, they use the
+    core its single-threaded tests leave idle."""
+    if config.option.collectonly:
         return
-    from test_workflow_micro import start_builds
+    import importlib
 
-    start_builds(config._tmp_path_factory.mktemp("micro"))  # pytest's tmp_path_factory, before any fixture
+    selected = {item.path.stem for item in items}
+    for name in BACKGROUND_BUILDS:
+        if name in selected:
+            importlib.import_module(name).start_builds(config._tmp_path_factory.mktemp(name))

@@ -76,4 +76,5 @@ def test_only_job_variables_may_differ_from_the_server():
     assert env_mismatch(server, {**server, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) == []  # applied in the child
     assert env_mismatch(server, {k: v for k, v in server.items() if k != "OMP_NUM_THREADS"}) == ["OMP_NUM_THREADS"]
     assert env_mismatch(server, {**server, "HF_HUB_OFFLINE": "1"}) == ["HF_HUB_OFFLINE"]
-    assert env_mismatch(server, {**server, "RANK": "1", "WORLD_SIZE": "2"}) == ["RANK", "WORLD_SIZE"]
+    assert env_mismatch(server, {**server, "RANK": "1", "MASTER_PORT": "29500", "ACCELERATE_MIXED_PRECISION": "no"}) == []
+    assert env_mismatch(server, {**server, "CUDA_VISIBLE_DEVICES": "1"}) == ["CUDA_VISIBLE_DEVICES"]

@@ -30,6 +30,7 @@ from compare_builds import compare, digests  # noqa: E402  (timings, documented 
 # are then sampled in the per-model bundles instead of 20 jobs of their own.
 OTHER_WORLD = {"seed": 3, "remove_styles": ["checker", "stripes"]}
 BUILD_TIMEOUT = 1500
+WARM = [sys.executable, "-m", "pruneforget", "warm", "--"]
 
 
 def write_micro_config(repo: Path) -> None:
@@ -81,9 +82,11 @@ class MicroBuilds:
         self.base = base
         self.snake, self.dvc = micro_copy(base / "snakemake"), micro_copy(base / "dvc")
         self.logs = {name: base / f"{name}.log" for name in ("snakemake", "dvc")}
+        # Each build's jobs fork from a warm interpreter (forkserver.py): imports were most of
+        # the builds' time. tests/test_forkserver.py shows a warm job writes a cold job's bytes.
         self.processes = {
-            "snakemake": self._start(["snakemake", "--cores", "2"], self.snake, "snakemake"),
-            "dvc": self._start([sys.executable, "-m", "dvc", "repro"], self.dvc, "dvc"),
+            "snakemake": self._start([*WARM, "snakemake", "--cores", "2"], self.snake, "snakemake"),
+            "dvc": self._start([*WARM, sys.executable, "-m", "dvc", "repro"], self.dvc, "dvc"),
         }
         atexit.register(self.stop)  # an interrupted session leaves no build running
 

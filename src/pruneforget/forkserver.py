@@ -37,10 +37,14 @@ from pathlib import Path
 
 ENV_VAR = "PRUNEFORGET_FORKSERVER"
 # Variables that may differ between the server and a job: none is read when a module is imported.
-# Snakemake and DVC set their own per job; the thread counts are applied to torch in the child;
+# Snakemake and DVC set their own per job; accelerate's launcher (torchrun) sets a rank's, read when
+# the job sets up its process group; the thread counts are applied to torch in the child;
 # PYTHONPATH's effect, sys.path, is compared itself (job_identity).
-JOB_VARIABLES = ("PWD", "OLDPWD", "SHLVL", "_", "TMPDIR", "TMP", "TEMP", "TEMPDIR", "PYTHONPATH", ENV_VAR)
-JOB_PREFIXES = ("SNAKEMAKE", "DVC_")
+JOB_VARIABLES = ("PWD", "OLDPWD", "SHLVL", "_", "TMPDIR", "TMP", "TEMP", "TEMPDIR", "PYTHONPATH", ENV_VAR,
+                 "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                 "ROLE_NAME", "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                 "TORCH_NCCL_ASYNC_ERROR_HANDLING")
+JOB_PREFIXES = ("SNAKEMAKE", "DVC_", "ACCELERATE_", "TORCHELASTIC_")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 STREAMS = (0, 1, 2)
@@ -88,7 +92,8 @@ def _recv(conn: socket.socket, with_fds: int = 0) -> tuple[dict, list[int]]:
 def job_identity() -> dict:
     """What this interpreter is: a job runs warm only in an interpreter like the server's, which
     would import the same files (site makes sys.path absolute and without duplicates)."""
-    return {"executable": sys.executable, "path": sys.path[1:], "version": sys.version}
+    return {"executable": os.path.realpath(sys.executable), "prefix": sys.prefix, "path": sys.path[1:],
+            "version": sys.version}
 
 
 def env_mismatch(server_env: dict[str, str], job_env: dict[str, str]) -> list[str]:
