@@ -7,28 +7,27 @@ Each is a pipeline directory plus metrics.csv, eval.csv, cost.json and run_confi
 (Two-stage ESD runs through rules/unlearn.smk: esdx, esdu, esd.)
 """
 
-# run kind -> the command's --variant
-BILEVEL_VARIANTS = {"bilevel": "paper", "bilevelsep": "separate", "bilevelcode": "code"}
+from pruneforget.bilevel.runs import NAME_PATTERN as BILEVEL_RUN, parse_run as parse_bilevel_run
 
 
 rule bilevel:
-    """Algorithm 1 (kinds bilevel, bilevelsep) or the authors' code (kind bilevelcode) on expert-80."""
+    """Algorithm 1 (bilevel-*, bilevelsep-*, a sweep point bilevel-lam*-K*) or the authors' code
+    (bilevelcode-*) on expert-80; the run's name gives its variant, setting, seed, lambda and K
+    (pruneforget/bilevel/runs.py)."""
     input:
         expert="results/{scale}/expert-80",
         teacher="results/{scale}/base",
         data="results/{scale}/data",
         evaluator=finetune_evaluator,
     output:
-        directory("results/{scale}/{kind}-{setting}-s{seed}"),
+        directory("results/{scale}/{run}"),
     wildcard_constraints:
-        kind="|".join(BILEVEL_VARIANTS),
-        setting="artists|global",
-        seed=r"\d+",
+        run=BILEVEL_RUN,
     params:
         bilevel=lambda wc: bilevel_section(),
         finetune=lambda wc: section("finetune"),
-        unlearn=lambda wc: unlearn_section(wc.setting, "esd"),
-        variant=lambda wc: BILEVEL_VARIANTS[wc.kind],
+        unlearn=lambda wc: unlearn_section(parse_bilevel_run(wc.run).setting, "esd"),
+        run=lambda wc: parse_bilevel_run(wc.run).flags(),
         evaluator_flag=evaluator_flag,
         eval=eval_flag,
         launch=launcher("bilevel"),
@@ -36,50 +35,14 @@ rule bilevel:
     resources:
         **resources_of("bilevel"),
     log:
-        "logs/{scale}/bilevel/{kind}-{setting}-s{seed}.log",
+        "logs/{scale}/bilevel/{run}.log",
     benchmark:
-        "benchmarks/{scale}/bilevel/{kind}-{setting}-s{seed}.tsv"
+        "benchmarks/{scale}/bilevel/{run}.tsv"
     conda:
         CONDA_ENV
     shell:
         "{params.launch} bilevel --expert {input.expert} --teacher {input.teacher} --data {input.data} "
-        "{params.evaluator_flag} {params.eval} --setting {wildcards.setting} --variant {params.variant} --seed {wildcards.seed} "
-        "--params {params.bilevel:q} --finetune {params.finetune:q} --unlearn {params.unlearn:q} "
-        "--out {output} > {log} 2>&1"
-
-
-rule bilevel_sweep_run:
-    """One point of the lambda x K sweep: Algorithm 1 on the artist setting with lambda and K set."""
-    input:
-        expert="results/{scale}/expert-80",
-        teacher="results/{scale}/base",
-        data="results/{scale}/data",
-        evaluator=finetune_evaluator,
-    output:
-        directory("results/{scale}/bilevel-lam{lam}-K{k}-s{seed}"),
-    wildcard_constraints:
-        lam=r"\d+(\.\d+)?",
-        k=r"\d+",
-        seed=r"\d+",
-    params:
-        bilevel=lambda wc: bilevel_section(),
-        finetune=lambda wc: section("finetune"),
-        unlearn=lambda wc: unlearn_section("artists", "esd"),
-        evaluator_flag=evaluator_flag,
-        eval=eval_flag,
-        launch=launcher("bilevel"),
-    threads: threads_of("bilevel")
-    resources:
-        **resources_of("bilevel"),
-    log:
-        "logs/{scale}/bilevel/bilevel-lam{lam}-K{k}-s{seed}.log",
-    benchmark:
-        "benchmarks/{scale}/bilevel/bilevel-lam{lam}-K{k}-s{seed}.tsv"
-    conda:
-        CONDA_ENV
-    shell:
-        "{params.launch} bilevel --expert {input.expert} --teacher {input.teacher} --data {input.data} "
-        "{params.evaluator_flag} {params.eval} --setting artists --lam {wildcards.lam} --k {wildcards.k} --seed {wildcards.seed} "
+        "{params.evaluator_flag} {params.eval} {params.run} "
         "--params {params.bilevel:q} --finetune {params.finetune:q} --unlearn {params.unlearn:q} "
         "--out {output} > {log} 2>&1"
 

@@ -31,7 +31,7 @@ def sweep_runs():
     if not bilevel:
         return []
     grid = sweep_grid(config)
-    # The stem is rule bilevel_sweep_run's output pattern, formatted as the figure formats its rows.
+    # The stem is rule bilevel's output pattern (bilevel/runs.py), formatted as the figure formats its rows.
     return [f"results/{SCALE}/{sweep_stem('bilevel-lam{lam}-K{K}', lam, k)}-s{config['seed']}"
             for _, lam, k in sweep_settings(grid["lambdas"], grid["Ks"], grid["default"])
             if (lam, k) != (grid["default"]["lam"], grid["default"]["K"])]
@@ -129,7 +129,16 @@ def final_targets():
 # --- Figures: each table/figure's inputs and spec come from the config's `figures:` section ----
 # The same resolved spec (report.specs) gives the rule its inputs and the command its --params,
 # so a figure draws exactly the models, seeds and prompt sets its DAG built.
-from pruneforget.report.specs import evaluated_runs, figure_inputs, grid_prompts, resolve_figure, sample_bundle, sweep_grid, sweep_settings, sweep_stem
+from pruneforget.report.specs import (
+    evaluated_runs,
+    figure_inputs,
+    grid_prompts,
+    resolve_figure,
+    sample_bundle,
+    sweep_grid,
+    sweep_settings,
+    sweep_stem,
+)
 
 # Prompt sets sampled together per model (rule sample_bundle); the others one job each.
 SAMPLE_BUNDLE = sample_bundle(config)

@@ -5,23 +5,11 @@ Snakemake report (`snakemake --report report.html`) under its part of the paper.
 
 import glob
 
-# figure -> report category (the part of the paper it belongs to); each has its caption in
-# workflow/report/{figure}.rst, its rows and columns in the config's `figures:` section.
-FIGURES = {
-    "table1": "Style removal",
-    "fig1": "Style removal",
-    "fig2": "Style removal",
-    "table2": "Global concept",
-    "table3": "Global concept",
-    "fig6": "Global concept",
-    "fig7": "Global concept",
-    "fig4": "Fine-tuning",
-    "fig5": "Fine-tuning",
-    "table_leakage": "Fine-tuning",
-    "fig_sensitivity": "Bilevel: sensitivity and cost",
-    "fig_penalty": "Bilevel: sensitivity and cost",
-    "table_cost": "Bilevel: sensitivity and cost",
-}
+# Every table and figure, with its part of the paper (report category), from the package; each
+# has its caption in workflow/report/{figure}.rst, its rows and columns in the config's `figures:`.
+from pruneforget.report.specs import FIGURES as FIGURE_SPECS
+
+FIGURES = {name: category for name, (_, category) in FIGURE_SPECS.items()}
 
 
 # The drawing code is an input of every figure: editing it redraws the figures (seconds) and reruns

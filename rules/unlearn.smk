@@ -2,11 +2,10 @@
 
 `results/{scale}/{method}-{setting}-s{seed}` is a pipeline directory plus `unlearn.json`, made
 from the distilled model `ft-80-kd-pruned-s{seed}` of the same seed. A method is one entry of
-UNLEARN_SECTIONS here and of `pruneforget.unlearn.METHODS` (method -> module, named as its section).
+`pruneforget.unlearn.METHODS` (method -> module, named as the `unlearn` subsection it reads).
 """
 
-# Methods the `unlearn` rule makes -> the `unlearn` subsection holding their parameters.
-UNLEARN_SECTIONS = {"uce": "uce", "conceptprune": "conceptprune", "esdx": "esd", "esdu": "esd", "esd": "esd"}
+from pruneforget.unlearn import METHODS as UNLEARN_SECTIONS
 
 
 rule unlearn:

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from pruneforget.cli import main
+from pruneforget.models.structure import prunable_groups
 from pruneforget.prune.aptp_train import train_aptp
 from pruneforget.prune.macs import mac_table
 from pruneforget.prune.router import GateLayout, PromptEncoder, Router, RouterConfig
-from pruneforget.prune.structure import prunable_groups
 
 APTP = {
     "experts": 2, "steps": 60, "pretrain_steps": 4, "batch_size": 4, "lr": 5.0e-2, "scale_lr": True,

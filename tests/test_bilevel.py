@@ -13,12 +13,18 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
+from pruneforget.bilevel.algorithm import (
+    BilevelInputError,
+    BilevelSettings,
+    bilevel_objectives,
+    penalised_upper_terms,
+    split_batch,
+    train_bilevel,
+)
 from pruneforget.train.batches import LatentTextPairs
-from pruneforget.train.bilevel import (BilevelInputError, BilevelSettings, bilevel_objectives, penalised_upper_terms,
-                                       split_batch, train_bilevel)
 from pruneforget.train.finetune import distillation_terms
 from pruneforget.train.objective import LoopSettings, objective_step_counts
-from pruneforget.train.upper import UpperContext, build_upper
+from pruneforget.unlearn.upper import UpperContext, build_upper
 from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialSampler, PromptPool
 
 FT = {"snr_gamma": 5.0, "loss_weights": {"diff": 1.0, "out_kd": 2.0, "feat_kd": 0.1}, "lr_schedule": "constant",
@@ -132,7 +138,7 @@ def test_schedule_takes_k_lower_steps_per_upper_step_with_its_own_optimizer(part
         changes.append((row["objective"], row["lr"], moved))
         last.update(now)
 
-    import pruneforget.train.bilevel as bilevel
+    import pruneforget.bilevel.algorithm as bilevel
 
     original = bilevel.train
 
@@ -165,7 +171,7 @@ def test_schedule_takes_k_lower_steps_per_upper_step_with_its_own_optimizer(part
 
 @pytest.mark.parametrize("steps, k", [(20000, 20), (400, 3), (7, 2), (45, 40)])
 def test_total_iterations_count_lower_and_upper_steps_together(steps, k):
-    from pruneforget.train.bilevel import schedule
+    from pruneforget.bilevel.algorithm import schedule
 
     counts = objective_step_counts(schedule(k), 0, steps)
     assert counts["upper"] == steps // (k + 1) and counts["lower"] + counts["upper"] == steps

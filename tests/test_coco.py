@@ -22,12 +22,7 @@ import pytest
 from PIL import Image
 
 from pruneforget.world.coco import build_coco
-from pruneforget.world.coco_download import (
-    COCO2017_ARCHIVES,
-    Archive,
-    ChecksumError,
-    urllib_fetch,
-)
+from pruneforget.world.coco_download import COCO2017_ARCHIVES, Archive, ChecksumError, urllib_fetch
 
 # image id -> number of captions; val has 4 images with 5 captions each (as COCO mostly does)
 TRAIN = {9: 5, 25: 5, 30: 6, 34: 5, 36: 5}

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pruneforget.config import ConfigError, check_config, is_local_path, validate_config
+from pruneforget.config import ConfigError, check_config, validate_config
+from pruneforget.io import is_local_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/config.yaml", "config/sd21.yaml", "config/micro.yaml"]

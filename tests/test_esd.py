@@ -155,7 +155,7 @@ def test_esd_prompts_pair_each_concept_prompt_with_its_anchor():
 
 @pytest.mark.parametrize("target", ["empty", "anchor_guidance", "anchor"])
 def test_prompt_pool_references_follow_the_target_mode(tiny_pipe, target):
-    from pruneforget.train.base import encode_captions
+    from pruneforget.models.diffusion import encode_captions
     from pruneforget.unlearn.esd import prompt_pool
 
     groups = [[("a red circle in the style of stripes", "a red circle in the style of plain")]]

@@ -7,11 +7,10 @@ import json
 
 import pytest
 import torch
+from test_prune_expert import TINY_UNET, random_hard_code, tiny_unet
 
-from pruneforget.models.tiny import build_unet
-from pruneforget.prune.expert import extract_expert, load_expert_unet, save_expert_unet
-from pruneforget.prune.gates import gated
-from pruneforget.prune.structure import (
+from pruneforget.models.expert import extract_expert, load_expert_unet, save_expert_unet
+from pruneforget.models.structure import (
     ArchCode,
     base_fingerprint,
     full_code,
@@ -20,7 +19,8 @@ from pruneforget.prune.structure import (
     prunable_groups,
     save_code,
 )
-from test_prune_expert import TINY_UNET, random_hard_code, tiny_unet
+from pruneforget.models.tiny import build_unet
+from pruneforget.prune.gates import gated
 
 
 def test_groups_follow_groupnorm_and_paper_granularity():

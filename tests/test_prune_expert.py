@@ -9,18 +9,12 @@ import pytest
 import torch
 from accelerate import init_empty_weights
 
+from pruneforget.models.expert import extract_expert, load_expert_unet, save_expert_unet, save_pipeline
+from pruneforget.models.expert_modules import ConstantOutput, IdentityTransformer, ShortcutResnet
 from pruneforget.models.load import load_pipeline, sd21_unet
+from pruneforget.models.structure import arch_code_of, base_fingerprint, full_code, is_pruned, prunable_groups
 from pruneforget.models.tiny import build_unet
-from pruneforget.prune.expert import extract_expert, load_expert_unet, save_expert_unet, save_pipeline
-from pruneforget.prune.expert_modules import ConstantOutput, IdentityTransformer, ShortcutResnet
 from pruneforget.prune.gates import gated
-from pruneforget.prune.structure import (
-    arch_code_of,
-    base_fingerprint,
-    full_code,
-    is_pruned,
-    prunable_groups,
-)
 
 TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 2, "attention_heads": [2, 2], "norm_num_groups": 4}
 

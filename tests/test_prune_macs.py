@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 from diffusers.models.attention_processor import AttnProcessor
+from test_prune_expert import inputs, random_hard_code, tiny_unet
 from torch.utils.flop_counter import FlopCounterMode
 
-from pruneforget.prune.expert import extract_expert
+from pruneforget.models.expert import extract_expert
+from pruneforget.models.structure import full_code, prunable_groups
 from pruneforget.prune.gates import gated
 from pruneforget.prune.macs import count_macs, mac_table
-from pruneforget.prune.structure import full_code, prunable_groups
-from test_prune_expert import inputs, random_hard_code, tiny_unet
 
 TEXT_LEN = 7
 

@@ -7,13 +7,13 @@ import json
 
 import pytest
 import torch
+from test_prune_expert import tiny_unet
 
 from pruneforget.cli import main
 from pruneforget.models.load import load_pipeline
+from pruneforget.models.structure import Group, is_pruned, prunable_groups
 from pruneforget.prune.macs import MacTable, mac_table
 from pruneforget.prune.static import greedy_code, magnitude_code, magnitude_scores, random_code
-from pruneforget.prune.structure import Group, is_pruned, prunable_groups
-from test_prune_expert import tiny_unet
 
 PARAMS = {"width_groups": 32, "latent_size": 8, "text_len": 16, "budget_tolerance": 0.03, "static_seed": 0}
 

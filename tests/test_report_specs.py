@@ -190,7 +190,8 @@ def test_cost_table_kinds_are_objective_names_the_runs_write(config):
     the cost table empty ("not built") even with every run present."""
     import inspect
 
-    from pruneforget.train import bilevel, finetune
+    from pruneforget.bilevel import algorithm as bilevel
+    from pruneforget.train import finetune
     from pruneforget.unlearn import esd
 
     written = {"ft": finetune, "esd": esd, "lower": bilevel, "upper": bilevel}

@@ -236,7 +236,7 @@ def test_denoising_error_scores_a_model_on_held_out_images(tmp_path, tiny_pipe):
     from diffusers import DDPMScheduler
 
     from pruneforget.metrics.denoising import denoising_error
-    from pruneforget.train.base import encode_captions, encode_latents
+    from pruneforget.models.diffusion import encode_captions, encode_latents
 
     model = tmp_path / "model"
     tiny_pipe.save_pretrained(model)

@@ -170,8 +170,8 @@ def test_encoder_standins_load_through_the_metric_and_router_loaders(standins):
 
 
 def test_prompt_files_go_through_the_real_fetch_and_lock(standins, tmp_path):
-    from pruneforget.world.nsfw_prompts import PromptSetError, fetch_prompt_set, read_lock, record_lock, source_for
     from pruneforget.standins.prompt_files import FILES
+    from pruneforget.world.nsfw_prompts import PromptSetError, fetch_prompt_set, read_lock, record_lock, source_for
 
     lock_path = tmp_path / "lock.json"
     for name, file in FILES.items():
@@ -244,9 +244,9 @@ def test_two_process_finetuning_equals_one_process_with_the_same_effective_batch
     # feed-forward units pruned, so that both distillation terms are non-zero.
     import torch
 
+    from pruneforget.models.expert import extract_expert, write_pipeline
     from pruneforget.models.load import load_pipeline
-    from pruneforget.prune.expert import extract_expert, write_pipeline
-    from pruneforget.prune.structure import prunable_groups
+    from pruneforget.models.structure import prunable_groups
 
     pipe = load_pipeline(standins / "sd21")
     groups = prunable_groups(pipe.unet, 32)

@@ -6,18 +6,10 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
+from pruneforget.models.diffusion import diffusion_target
 from pruneforget.models.load import packaged_config
-from pruneforget.train.losses import (
-    diffusion_loss,
-    diffusion_target,
-    eq8_loss,
-    esd_loss,
-    esd_target,
-    feature_kd,
-    finetune_loss,
-    min_snr_weights,
-    output_kd,
-)
+from pruneforget.train.losses import diffusion_loss, eq8_loss, feature_kd, finetune_loss, min_snr_weights, output_kd
+from pruneforget.unlearn.esd_step import esd_loss, esd_target
 
 
 def sd21_scheduler(prediction_type: str) -> DDPMScheduler:

@@ -7,11 +7,12 @@ Every error names the offending key (dotted path, e.g. `base.unet.steps`) and ho
 from __future__ import annotations
 
 import difflib
-
 import re
 import string
 from pathlib import Path
 from typing import Any, Iterator
+
+from pruneforget.io import is_local_path
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -21,16 +22,6 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and the fix."""
-
-
-def is_local_path(value: str) -> bool:
-    """Whether `base.pretrained` names a local directory rather than a hub id.
-
-    Local: starts with `/`, `./`, `../` or `~`, or has more than one `/` (`data/models/sd21`).
-    Everything else (`org/name`, `name`) is a hub id, so a local copy one level below the
-    repository root is written `./sd21`, not `sd21`.
-    """
-    return value.startswith(("/", "./", "../", "~")) or value.count("/") > 1
 
 
 def _load_yaml(text: str):

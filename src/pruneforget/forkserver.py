@@ -34,6 +34,7 @@ import tempfile
 import threading
 import traceback
 from pathlib import Path
+from typing import Callable
 
 ENV_VAR = "PRUNEFORGET_FORKSERVER"
 # Variables that may differ between the server and a job: none is read when a module is imported.
@@ -139,16 +140,14 @@ def run_remote(address: str, argv: list[str]) -> int:
 
 # ---- the server's side ------------------------------------------------------------------------
 
-def preload() -> None:
-    """Import every command module (and with them torch, diffusers, transformers, ...). Nothing
-    runs a tensor operation: OpenMP's thread pool must not exist before a fork."""
-    from pruneforget.cli import COMMANDS
-
-    for module, _ in COMMANDS.values():
-        importlib.import_module(f"pruneforget.commands.{module}")
+def preload(modules: list[str]) -> None:
+    """Import `modules` (every command, and with them torch, diffusers, transformers, ...).
+    Nothing runs a tensor operation: OpenMP's thread pool must not exist before a fork."""
+    for module in modules:
+        importlib.import_module(module)
 
 
-def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+def _child(conn: socket.socket, request: dict, fds: list[int], run: Callable[[list[str]], None]) -> None:
     """In the forked child: become the job, run its command, exit with its code."""
     code = 1
     try:
@@ -167,9 +166,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
             torch.set_num_threads(int(request["env"]["OMP_NUM_THREADS"]))
         # The job was killed (its connection closed): stop too, as the job's own process would.
         threading.Thread(target=_exit_when_closed, args=(conn,), daemon=True).start()
-        from pruneforget.cli import run_command
-
-        run_command(request["argv"])
+        run(request["argv"])
         code = 0
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
@@ -204,9 +201,10 @@ def bind(address: str) -> socket.socket:
     return listener
 
 
-def serve(listener: socket.socket, until: subprocess.Popen) -> None:
+def serve(listener: socket.socket, until: subprocess.Popen, run: Callable[[list[str]], None]) -> None:
     """Accept jobs until `until` has exited and every job it started has ended; one forked child
-    per job. Single-threaded, so that no lock is held by another thread when it forks."""
+    per job, which calls `run(argv)`. Single-threaded, so that no lock is held by another thread
+    when it forks."""
     identity, server_env = job_identity(), dict(os.environ)
     listener.setblocking(False)
     children: dict[int, socket.socket] = {}
@@ -219,7 +217,7 @@ def serve(listener: socket.socket, until: subprocess.Popen) -> None:
                 except BlockingIOError:
                     continue
                 conn.setblocking(True)
-                _admit(conn, identity, server_env, children, listener)
+                _admit(conn, identity, server_env, children, listener, run)
             _reap(children)
     finally:
         for pid in children:
@@ -227,7 +225,7 @@ def serve(listener: socket.socket, until: subprocess.Popen) -> None:
         listener.close()
 
 
-def _admit(conn: socket.socket, identity: dict, server_env: dict, children: dict, listener) -> None:
+def _admit(conn: socket.socket, identity: dict, server_env: dict, children: dict, listener, run) -> None:
     try:
         request, fds = _recv(conn, with_fds=len(STREAMS))
     except (ConnectionError, ValueError, OSError):
@@ -248,7 +246,7 @@ def _admit(conn: socket.socket, identity: dict, server_env: dict, children: dict
         listener.close()
         for other in children.values():
             other.close()
-        _child(conn, request, fds)
+        _child(conn, request, fds, run)
     for fd in fds:
         os.close(fd)
     children[pid] = conn
@@ -267,10 +265,11 @@ def _reap(children: dict[int, socket.socket]) -> None:
             conn.close()
 
 
-def warm(command: list[str]) -> int:
+def warm(command: list[str], modules: list[str], run: Callable[[list[str]], None]) -> int:
     """Run `command` (e.g. `snakemake --cores 2`) with a warm server for the pruneforget jobs it
-    starts; return its exit code. The server lives in this process and ends with the command."""
-    preload()
+    starts, having imported `modules`; each job's child calls `run(argv)`. Returns the command's
+    exit code. The server lives in this process and ends with the command."""
+    preload(modules)
     # Not TemporaryDirectory: its finalizer is an atexit hook, which every child runs on exit.
     tmp = Path(tempfile.mkdtemp(prefix="pruneforget-warm-"))
     address = str(tmp / "socket")
@@ -283,7 +282,7 @@ def warm(command: list[str]) -> int:
             listener.close()
             raise SystemExit(f"warm: cannot start {command[0]!r}: {exc}") from exc
         try:
-            serve(listener, until=process)
+            serve(listener, until=process, run=run)
         except KeyboardInterrupt:
             process.send_signal(signal.SIGINT)
         return process.wait()

@@ -144,3 +144,13 @@ def resumable_work_path(out: str | os.PathLike) -> Path:
     """The work directory `resumable_dir(out)` uses (for processes that share it without renaming)."""
     out = Path(out)
     return out.parent / f".{out.name}.work"
+
+
+def is_local_path(value: str) -> bool:
+    """Whether `base.pretrained` names a local directory rather than a hub id.
+
+    Local: starts with `/`, `./`, `../` or `~`, or has more than one `/` (`data/models/sd21`).
+    Everything else (`org/name`, `name`) is a hub id, so a local copy one level below the
+    repository root is written `./sd21`, not `sd21`.
+    """
+    return value.startswith(("/", "./", "../", "~")) or value.count("/") > 1

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from pruneforget.models.load import load_pipeline, with_scheduler
+from pruneforget.models.structure import is_pruned
 from pruneforget.prune.macs import count_macs
-from pruneforget.prune.structure import is_pruned
 
 
 def measure(model: Path, batch: int, steps: int, guidance: float, device: str) -> dict:

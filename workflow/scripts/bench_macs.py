@@ -19,8 +19,8 @@ from accelerate import init_empty_weights
 from diffusers import UNet2DConditionModel
 
 from pruneforget.models.load import packaged_config
+from pruneforget.models.structure import prunable_groups
 from pruneforget.prune.macs import count_macs, mac_table
-from pruneforget.prune.structure import prunable_groups
 
 # SD-v1.4's UNet (CompVis/stable-diffusion-v1-4 unet/config.json, architecture keys).
 SD14_UNET = {

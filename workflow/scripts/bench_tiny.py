@@ -5,6 +5,12 @@ start-up cost (import, before any work).
     python workflow/scripts/bench_tiny.py                      # teacher, then Table 1, then every figure
     python workflow/scripts/bench_tiny.py --continue --phase table1=figures/table1.pdf
     python workflow/scripts/bench_tiny.py --summary            # only the breakdown of benchmarks/ as it is
+    python workflow/scripts/bench_tiny.py --warm --configfile config/micro.yaml --phase micro=all
+    python -m pruneforget make-standins && python workflow/scripts/bench_tiny.py --warm \
+        --configfile config/sd21_smoke.yaml --phase smoke=paper_figures   # the sd21 smoke
+
+--warm runs each phase under `python -m pruneforget warm --` (jobs fork from one interpreter that
+imported torch and diffusers once; forkserver.py).
 
 A phase is one `snakemake --cores N TARGETS` call; the totals add the phases up, so "Table 1 from
 nothing" is teacher + table1 and "every figure from nothing" adds the last phase. Refuses to start
@@ -31,7 +37,7 @@ DEFAULT_PHASES = [
 STAGES = {
     "prepare_data": "world", "train_evaluator": "evaluator", "train_vae": "teacher VAE", "train_base": "teacher UNet",
     "prune_aptp": "pruning", "extract_expert": "pruning", "prune_static": "pruning",
-    "finetune": "fine-tuning", "unlearn": "two-stage unlearning", "bilevel": "bilevel", "bilevel_sweep_run": "bilevel",
+    "finetune": "fine-tuning", "unlearn": "two-stage unlearning", "bilevel": "bilevel",
     "sample": "sampling", "sample_bundle": "sampling", "judge": "scoring", "judge_bundle": "scoring", "score": "scoring",
 }
 
@@ -102,6 +108,8 @@ def main() -> None:
     p.add_argument("--continue", dest="cont", action="store_true", help="allow a non-empty results/")
     p.add_argument("--summary", action="store_true", help="only print the breakdown of the benchmark files there are")
     p.add_argument("--benchmarks", type=Path, default=Path("benchmarks"))
+    p.add_argument("--configfile", help="another config than config/config.yaml (its scale's results/ must be empty)")
+    p.add_argument("--warm", action="store_true", help="run each phase under `python -m pruneforget warm --`")
     args = p.parse_args()
 
     if args.summary:
@@ -115,7 +123,9 @@ def main() -> None:
         walls = []
         for name, targets in phases:
             t0, since = time.perf_counter(), time.time()
-            cmd = ["snakemake", "--cores", str(args.cores), *targets.split()]
+            config = ["--configfile", args.configfile] if args.configfile else []
+            warm = [sys.executable, "-m", "pruneforget", "warm", "--"] if args.warm else []
+            cmd = [*warm, "snakemake", "--cores", str(args.cores), *config, "--", *targets.split()]
             print(f"\n== phase {name}: {' '.join(cmd)}", flush=True)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             walls.append((name, time.perf_counter() - t0))

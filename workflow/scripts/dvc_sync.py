@@ -207,7 +207,7 @@ def plots_of(jobs: list[Job], evaluated: set[str]) -> list:
     curve figure reads (eval.csv), and every figure's CSV of plotted numbers."""
     plots: list = []
     for job in jobs:
-        if job.rule in ("finetune", "bilevel", "bilevel_sweep_run"):
+        if job.rule in ("finetune", "bilevel"):
             run = job.outputs[0]
             plots.append({f"{run}/metrics.csv": {"x": "step", "y": "total"}})
             if run in evaluated:

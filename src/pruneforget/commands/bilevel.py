@@ -16,20 +16,28 @@ from pathlib import Path
 
 from diffusers import DDPMScheduler
 
+from pruneforget.bilevel.algorithm import BilevelInputError, BilevelSettings, train_bilevel
+from pruneforget.bilevel.inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
+from pruneforget.bilevel.runs import SETTINGS
 from pruneforget.cli import parse_params
-from pruneforget.commands.finetune import add_eval_argument, build_evaluation, check_inputs, finetune_pairs, load_student, load_teacher, run_work_dir, write_run
+from pruneforget.commands.finetune import (
+    add_eval_argument,
+    build_evaluation,
+    check_inputs,
+    finetune_pairs,
+    load_student,
+    load_teacher,
+    run_work_dir,
+    write_run,
+)
 from pruneforget.io import resumable_work_path
-from pruneforget.train.bilevel import BilevelInputError, BilevelSettings, train_bilevel
-from pruneforget.train.bilevel_inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
-from pruneforget.train.data import read_split
+from pruneforget.models.expert import is_expert_dir
 from pruneforget.train.finetune import loop_settings
-from pruneforget.prune.expert import is_expert_dir
 from pruneforget.train.loop import make_accelerator
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.esd import method_params
 from pruneforget.unlearn.prompts import concept_set
-
-SETTINGS = ("artists", "global")
+from pruneforget.world.tables import read_split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> None:
     except ValueError as exc:
         sys.exit(f"extract-expert: {exc}")
 
+    from pruneforget.models.expert import extract_expert, write_pipeline
     from pruneforget.models.load import load_pipeline
-    from pruneforget.prune.expert import extract_expert, write_pipeline
-    from pruneforget.prune.structure import load_code
+    from pruneforget.models.structure import load_code
 
     arch = load_code(args.aptp / "codes" / f"code-{chosen['index']}.json")
     pipe = load_pipeline(args.base)

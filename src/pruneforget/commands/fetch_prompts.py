@@ -22,7 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from pruneforget.world.nsfw_prompts import SOURCES, PromptSetError, fetch_prompt_set, read_lock, record_lock, source_for
+    from pruneforget.world.nsfw_prompts import (
+        SOURCES,
+        PromptSetError,
+        fetch_prompt_set,
+        read_lock,
+        record_lock,
+        source_for,
+    )
 
     cfg = args.params
     if args.name not in SOURCES:

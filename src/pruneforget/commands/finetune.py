@@ -15,15 +15,16 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from pruneforget.cli import parse_params
 from pruneforget.io import command_fingerprint, resumable_dir, resumable_work_path, write_json
+from pruneforget.models.diffusion import pipeline_resolution
+from pruneforget.models.expert import is_expert_dir, write_pipeline
 from pruneforget.models.load import load_pipeline
-from pruneforget.prune.expert import write_pipeline
 from pruneforget.sample import spread_subset
-from pruneforget.train.data import StreamedPairs, load_images_at, pipeline_resolution, precomputed_pairs, read_split
+from pruneforget.train.data import StreamedPairs, precomputed_pairs
 from pruneforget.train.evaluate import EvalSettings, FinetuneEvaluation
 from pruneforget.train.finetune import check_same_base, finetune_objective, loop_settings, reinitialise
-from pruneforget.prune.expert import is_expert_dir
 from pruneforget.train.loop import make_accelerator, train
 from pruneforget.train.objective import constant_schedule
+from pruneforget.world.tables import load_images_at, read_split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -55,12 +55,12 @@ def run(args: argparse.Namespace) -> None:
     except ValueError as exc:
         sys.exit(f"prune-aptp: {exc}")
     from pruneforget.models.load import load_pipeline
+    from pruneforget.models.structure import make_arch_code, prunable_groups, save_code
     from pruneforget.prune.aptp_experts import describe_experts, route_counts
     from pruneforget.prune.aptp_losses import prunable_target
     from pruneforget.prune.aptp_train import train_aptp
     from pruneforget.prune.macs import mac_table
     from pruneforget.prune.router import GateLayout, PromptEncoder, Router, RouterConfig, save_router
-    from pruneforget.prune.structure import make_arch_code, prunable_groups, save_code
     from pruneforget.world.tables import read_table
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -44,11 +44,11 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from pruneforget.io import atomic_dir, write_json
+    from pruneforget.models.expert import extract_expert, write_pipeline
     from pruneforget.models.load import load_pipeline
-    from pruneforget.prune.expert import extract_expert, write_pipeline
+    from pruneforget.models.structure import prunable_groups
     from pruneforget.prune.macs import mac_table
     from pruneforget.prune.static import static_code
-    from pruneforget.prune.structure import prunable_groups
 
     cfg = args.params
     pipe = load_pipeline(args.base)  # weights first, then slicing

@@ -33,8 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def prepare(args: argparse.Namespace):
     """(metric, inputs) after every check that needs no model; raises ScoreInputError or SampleSetError."""
+    from pruneforget.metrics.registry import metrics
     from pruneforget.metrics.sample_set import read_sample_set
-    from pruneforget.metrics.scoring import INPUTS, ScoreInputError, ScoreInputs, check_weights, metrics
+    from pruneforget.metrics.scoring import INPUTS, ScoreInputError, ScoreInputs, check_weights
 
     known = metrics()
     metric = known.get(args.metric)

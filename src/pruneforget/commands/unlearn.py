@@ -15,8 +15,8 @@ import torch
 
 from pruneforget.cli import parse_params
 from pruneforget.io import atomic_dir, write_json
+from pruneforget.models.expert import write_pipeline
 from pruneforget.models.load import load_pipeline
-from pruneforget.prune.expert import write_pipeline
 from pruneforget.unlearn import METHODS, method_module
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.prompts import concept_set

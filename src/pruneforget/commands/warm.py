@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pruneforget import forkserver
+from pruneforget.cli import COMMANDS, run_command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,4 +28,5 @@ def run(args: argparse.Namespace) -> None:
     if not command:
         raise SystemExit("warm: name the command to run after `--`, e.g. "
                          "`python -m pruneforget warm -- snakemake --cores 2`")
-    sys.exit(forkserver.warm(command))
+    modules = [f"pruneforget.commands.{module}" for module, _ in COMMANDS.values()]
+    sys.exit(forkserver.warm(command, modules, run_command))

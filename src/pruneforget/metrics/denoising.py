@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pruneforget.train.losses import diffusion_target
+from pruneforget.models.diffusion import diffusion_target
 
 
 @torch.no_grad()

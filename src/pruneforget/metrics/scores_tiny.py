@@ -7,7 +7,8 @@ from pruneforget.metrics.evaluator import Evaluator, load_evaluator
 from pruneforget.metrics.judge import JUDGE_VERSION, score_predictions
 from pruneforget.metrics.sample_set import SampleSet, load_images, pair_sample_sets
 from pruneforget.metrics.scoring import Metric, Result, ScoreInputError, ScoreInputs
-from pruneforget.world.tables import LABEL_COLUMNS, load_images as load_table_images, read_table
+from pruneforget.world.tables import LABEL_COLUMNS, read_table
+from pruneforget.world.tables import load_images as load_table_images
 
 
 def _labels(samples: SampleSet, metric: str, columns: list[str]) -> None:
@@ -104,10 +105,10 @@ def denoising_error(inputs: ScoreInputs, params: dict) -> Result:
     from diffusers import DDPMScheduler
 
     from pruneforget.metrics.denoising import denoising_error as error_of
+    from pruneforget.models.diffusion import encode_captions, encode_latents, pipeline_resolution
     from pruneforget.models.load import load_pipeline
     from pruneforget.sample import spread_subset
-    from pruneforget.train.base import encode_captions, encode_latents
-    from pruneforget.train.data import load_images_at, pipeline_resolution, read_split
+    from pruneforget.world.tables import load_images_at, read_split
 
     cfg = params.get("denoising")
     if not cfg:

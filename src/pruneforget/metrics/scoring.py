@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pruneforget.config import is_local_path
+from pruneforget.io import is_local_path
 from pruneforget.metrics.sample_set import SampleSet
 
 SCALES = ("tiny", "sd21")
@@ -114,13 +114,6 @@ def load_clip_checked(name: str, device):
             "to a local copy of openai/clip-vit-base-patch32"
         ) from err
     return model, tokenizer
-
-
-def metrics() -> dict[str, Metric]:
-    """All metrics by name (imported lazily: the paper ones pull CLIP / NudeNet code)."""
-    from pruneforget.metrics import scores_paper, scores_tiny
-
-    return {m.name: m for m in (*scores_tiny.METRICS, *scores_paper.METRICS)}
 
 
 def score_document(metric: Metric, inputs: ScoreInputs, result: Result) -> dict:

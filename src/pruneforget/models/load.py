@@ -35,7 +35,7 @@ def load_pipeline(source: str | Path, dtype: torch.dtype | None = None, device: 
 
     A local directory must hold `model_index.json` (written by `save_pretrained`); otherwise
     `source` is taken as a hub id such as `stabilityai/stable-diffusion-2-1`. A pruned expert
-    (`unet/arch_code.json`, written by `pruneforget.prune.expert.save_pipeline`) gets its sliced
+    (`unet/arch_code.json`, written by `pruneforget.models.expert.save_pipeline`) gets its sliced
     UNet rebuilt from the base config and its code.
     """
     path = Path(source)
@@ -47,7 +47,7 @@ def load_pipeline(source: str | Path, dtype: torch.dtype | None = None, device: 
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
     if (path / "unet" / "arch_code.json").exists():
-        from pruneforget.prune.expert import load_expert_unet
+        from pruneforget.models.expert import load_expert_unet
 
         kwargs["unet"] = load_expert_unet(path / "unet", dtype=dtype)
     if _is_bert(path / "text_encoder"):

@@ -16,8 +16,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from pruneforget.train.base import encode_captions, encode_latents
-from pruneforget.train.losses import diffusion_target
+from pruneforget.models.diffusion import diffusion_target, encode_captions, encode_latents
 
 
 def load_square_images(data_dir: str | Path, paths: list[str], size: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from pruneforget.prune.expert import extract_expert
+from pruneforget.models.expert import extract_expert
 from pruneforget.prune.macs import MacTable
 from pruneforget.prune.router import PromptEncoder, Router
 

@@ -26,12 +26,12 @@ from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from tqdm.auto import trange
 
+from pruneforget.models.diffusion import encode_captions
 from pruneforget.prune.aptp_data import CaptionCache, draw_batch
 from pruneforget.prune.aptp_losses import aptp_objective, contrastive_loss, prunable_target, resource_loss
 from pruneforget.prune.gates import gated
 from pruneforget.prune.macs import MacTable
 from pruneforget.prune.router import PromptEncoder, Router
-from pruneforget.train.base import encode_captions
 from pruneforget.train.checkpoint import load_checkpoint, save_checkpoint
 from pruneforget.train.features import BlockFeatures
 from pruneforget.train.losses import diffusion_loss, feature_kd, output_kd

@@ -29,7 +29,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from torch import Tensor
 
-from pruneforget.prune.structure import Code, Group, prunable_groups, validate_code
+from pruneforget.models.structure import Code, Group, prunable_groups, validate_code
 
 
 def unit_mask(mask: Tensor, unit_size: int, batch: int, like: Tensor) -> Tensor:

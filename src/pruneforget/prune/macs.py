@@ -32,7 +32,7 @@ from diffusers.models.attention_processor import Attention
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from pruneforget.prune.structure import Code, Group, enclosing_depth, validate_code
+from pruneforget.models.structure import Code, Group, enclosing_depth, validate_code
 
 
 def _conv_macs(module: nn.Conv2d, output: Tensor) -> int:

@@ -16,9 +16,9 @@ import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 
-from pruneforget.prune.expert import extract_expert
+from pruneforget.models.expert import extract_expert
+from pruneforget.models.structure import load_code
 from pruneforget.prune.router import PromptEncoder, Router, load_router
-from pruneforget.prune.structure import load_code
 
 
 class RoutedPipeline:

@@ -21,8 +21,8 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import Tensor
 
+from pruneforget.models.structure import Code, Group, full_code
 from pruneforget.prune.macs import MacTable
-from pruneforget.prune.structure import Code, Group, full_code
 
 METHODS = ("magnitude", "random")
 

@@ -13,12 +13,24 @@ import copy
 
 from pruneforget.report.scores import model_name, row_models, seeded
 
-# figure name -> what it draws (the `report` command's dispatch key)
-KINDS = {
-    "table1": "metric_table", "table3": "metric_table", "table2": "resilience_table", "table_leakage": "metric_table",
-    "fig1": "grid", "fig2": "grid", "fig6": "grid", "fig7": "label_decrease",
-    "fig4": "curves", "fig5": "curves", "fig_sensitivity": "sweep", "fig_penalty": "curves", "table_cost": "cost",
+# figure name -> (what it draws: the `report` command's dispatch key, the part of the paper it
+# belongs to: its category in the Snakemake report). rules/figures.smk makes one rule per entry.
+FIGURES = {
+    "table1": ("metric_table", "Style removal"),
+    "fig1": ("grid", "Style removal"),
+    "fig2": ("grid", "Style removal"),
+    "table2": ("resilience_table", "Global concept"),
+    "table3": ("metric_table", "Global concept"),
+    "fig6": ("grid", "Global concept"),
+    "fig7": ("label_decrease", "Global concept"),
+    "fig4": ("curves", "Fine-tuning"),
+    "fig5": ("curves", "Fine-tuning"),
+    "table_leakage": ("metric_table", "Fine-tuning"),
+    "fig_sensitivity": ("sweep", "Bilevel: sensitivity and cost"),
+    "fig_penalty": ("curves", "Bilevel: sensitivity and cost"),
+    "table_cost": ("cost", "Bilevel: sensitivity and cost"),
 }
+KINDS = {name: kind for name, (kind, _) in FIGURES.items()}
 
 
 def sweep_settings(lambdas: list[float], ks: list[int], default: dict) -> list[tuple[str, float, int]]:

@@ -14,8 +14,16 @@ import textwrap
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from pruneforget.report.scores import (column_value, format_stat, model_name, not_built_note, row_models, score_value,
-                                       seed_stats, seeded)
+from pruneforget.report.scores import (
+    column_value,
+    format_stat,
+    model_name,
+    not_built_note,
+    row_models,
+    score_value,
+    seed_stats,
+    seeded,
+)
 
 CELL_COLUMNS = ["row", "model", "column", "mean", "std", "n", "seeds", "note"]
 RESILIENCE_FORMULA = "resilience = 100 * (1 - hits_method / hits_distilled), per training seed, then mean ± std over seeds"

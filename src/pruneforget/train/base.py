@@ -15,33 +15,9 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
 from tqdm.auto import trange
 
-from pruneforget.images import to_tensor_range
+from pruneforget.models.diffusion import diffusion_target, encode_captions, encode_latents
 from pruneforget.train.checkpoint import load_checkpoint, save_checkpoint
-from pruneforget.train.losses import diffusion_target
 from pruneforget.train.metrics_log import CsvLog
-
-
-@torch.no_grad()
-def encode_latents(pipe: StableDiffusionPipeline, images: np.ndarray, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of every image, unscaled (sampled and scaled per step); encoded on
-    the VAE's device, returned on the CPU in float32."""
-    means, stds = [], []
-    vae = pipe.vae
-    for x in to_tensor_range(images).split(batch):
-        dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
-        means.append(dist.mean.float().cpu())
-        stds.append(dist.std.float().cpu())
-    return torch.cat(means), torch.cat(stds)
-
-
-@torch.no_grad()
-def encode_captions(pipe: StableDiffusionPipeline, captions: list[str], batch: int = 256) -> torch.Tensor:
-    """Text embeddings exactly as the pipeline computes them at sampling time (on the text
-    encoder's device), returned on the CPU in float32."""
-    device = pipe.text_encoder.device
-    chunks = [pipe.encode_prompt(captions[i : i + batch], device, 1, False)[0].float().cpu()
-              for i in range(0, len(captions), batch)]
-    return torch.cat(chunks)
 
 
 def train_teacher(

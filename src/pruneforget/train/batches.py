@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pruneforget.train.losses import diffusion_target
+from pruneforget.models.diffusion import diffusion_target
 
 
 def sample_generator(seed: int, position: int, stream: int = 0) -> torch.Generator:

@@ -21,9 +21,9 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 from pruneforget.metrics.denoising import denoising_error
 from pruneforget.metrics.fid_reference import STATS_FILE, fid_against_reference
 from pruneforget.metrics.frechet import clean_fid_score, feature_stats, frechet_distance
+from pruneforget.models.diffusion import encode_captions, encode_latents
 from pruneforget.models.load import with_scheduler
 from pruneforget.sample import generate
-from pruneforget.train.base import encode_captions, encode_latents
 
 
 @dataclass

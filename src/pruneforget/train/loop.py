@@ -42,7 +42,14 @@ from tqdm.auto import tqdm
 
 from pruneforget.io import CorruptCheckpoint, write_json
 from pruneforget.train.metrics_log import CsvLog
-from pruneforget.train.objective import Batch, LoopSettings, Objective, make_optimizer, objective_step_counts, trajectory_settings
+from pruneforget.train.objective import (
+    Batch,
+    LoopSettings,
+    Objective,
+    make_optimizer,
+    objective_step_counts,
+    trajectory_settings,
+)
 
 
 class SettingsChanged(ValueError):

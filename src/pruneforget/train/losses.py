@@ -1,14 +1,14 @@
-"""The losses of fine-tuning (paper Eq. 8), ESD unlearning and the bilevel upper step (Eq. 6).
+"""The losses of fine-tuning (paper Eq. 8): the lower level of the bilevel method too.
 
 Each term is one function, named for what it is, citing where it comes from; the loops combine
-them. Models are never called here: callers pass predictions, targets and features, so one
-formula serves fine-tuning, ESD and the bilevel method.
+them. Models are never called here: callers pass predictions, targets and features. The
+denoising target y_t is models/diffusion.py's `diffusion_target`; ESD's loss (Eq. 6) is in
+unlearn/esd_step.py with the rest of ESD.
 
     L_ft   = w_diff * L_diff + w_out * L_outKD + w_feat * L_featKD        (Eq. 8; 1.0 / 2.0 / 0.1)
     L_diff = E_t [ w(t) * ||f_S(x_t, t, c) - y_t||^2 ],  y_t = eps or v     (Min-SNR weight w(t))
     L_outKD = ||f_T(x_t, t, c) - f_S(x_t, t, c)||^2                        (teacher frozen)
     L_featKD = mean_i ||F_T^i - F_S^i||^2   over down / mid / up block outputs
-    L_ESD  = ||f_S(x_t, t, c) - [f_T(x_t, t, "") - eta (f_T(x_t, t, c) - f_T(x_t, t, ""))]||^2   (Eq. 6)
 
 "||.||^2" is the mean squared error over all elements, as in the authors' code (F.mse_loss).
 """
@@ -21,17 +21,6 @@ import torch
 import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
 from torch import Tensor
-
-
-def diffusion_target(scheduler, latents: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-    """The regression target of the denoising loss: v = alpha_t * eps - sigma_t * x0
-    (v-prediction, SD 2.1) or eps (epsilon-prediction), per `scheduler.config.prediction_type`."""
-    kind = scheduler.config.prediction_type
-    if kind == "v_prediction":
-        return scheduler.get_velocity(latents, noise, t)
-    if kind == "epsilon":
-        return noise
-    raise ValueError(f"prediction_type {kind!r} is not supported (epsilon or v_prediction)")
 
 
 def min_snr_weights(scheduler, timesteps: Tensor, gamma: float) -> Tensor:
@@ -95,15 +84,3 @@ def finetune_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> 
 
 
 eq8_loss = finetune_loss
-
-
-def esd_target(eps_uncond: Tensor, eps_cond: Tensor, eta: float) -> Tensor:
-    """Negative-guidance target of ESD (paper Eq. 6 with ESD's guidance, eta 1):
-    eps(x_t, "") - eta * (eps(x_t, c) - eps(x_t, "")), both from the frozen model."""
-    return eps_uncond - eta * (eps_cond - eps_uncond)
-
-
-def esd_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """The ESD / bilevel upper loss (Eq. 6): ||eps_S(x_t, t, c) - target||^2 (mean over elements),
-    with `target` from `esd_target` (a constant: no gradient flows into the frozen model)."""
-    return F.mse_loss(pred.float(), target.detach().float())

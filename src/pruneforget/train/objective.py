@@ -39,7 +39,7 @@ class Objective:
     terms: Sequence[str] = ("total",)
     # (parameter, 0/1 mask) pairs: the gradient is multiplied by the mask before the optimizer
     # step, so entries outside it are never updated by this objective (a saliency-masked upper
-    # level, train/upper.py); other objectives' steps are unaffected.
+    # level, unlearn/upper.py); other objectives' steps are unaffected.
     grad_masks: Sequence[tuple[nn.Parameter, Tensor]] = ()
 
 

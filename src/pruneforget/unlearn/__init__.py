@@ -22,15 +22,17 @@ A method module may also define `check_params(params) -> None`, raising
 `UnlearnInputError` on a bad config section; the command calls it before loading the model.
 
 `METHODS` maps the method names of the `unlearn` command (and of the `{method}` wildcard of
-rules/unlearn.smk) to their modules; a new method is one module plus one entry here.
+rules/unlearn.smk, which imports it) to their modules, each named as its config section
+(`unlearn.<module>`); a new method is one module plus one entry here.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from diffusers import StableDiffusionPipeline
+if TYPE_CHECKING:  # the rules import METHODS: no diffusers at every Snakemake start
+    from diffusers import StableDiffusionPipeline
 
 # method name -> module under pruneforget.unlearn (ESD adds its entries here)
 METHODS: dict[str, str] = {

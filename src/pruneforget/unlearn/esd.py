@@ -29,18 +29,18 @@ import torch
 from diffusers import StableDiffusionPipeline
 from torch import Tensor
 
-from pruneforget.train.base import encode_captions
+from pruneforget.models.diffusion import encode_captions
 from pruneforget.train.loop import make_accelerator, train
 from pruneforget.train.objective import LoopSettings, Objective, constant_schedule
-from pruneforget.train.upper import UpperContext, build_upper
 from pruneforget.unlearn import Unlearned
 from pruneforget.unlearn.concepts import ConceptSet, UnlearnInputError, validate_concepts
 from pruneforget.unlearn.esd_step import SUBSETS, TARGETS
+from pruneforget.unlearn.upper import UpperContext, build_upper
 from pruneforget.unlearn.xt import ConceptPrompts, PartialSampler, PromptPool
 
 SECTION = "esd"  # every ESD method reads unlearn.esd
 METHOD_SUBSETS = {"esdx": "xattn", "esdu": "noxattn"}  # `esd`: the setting's subset from config
-SUBSET_UPPER = {"xattn": "esdx", "noxattn": "esdu", "full": "esdall"}  # train/upper.py registry names
+SUBSET_UPPER = {"xattn": "esdx", "noxattn": "esdu", "full": "esdall"}  # unlearn/upper.py registry names
 PROMPT_SOURCES = ("name", "pairs")
 PARAMS = ("target", "eta", "lr", "steps", "batch_size", "sample_steps", "guidance", "anchor", "subset", "prompts",
           "log_every")

@@ -8,7 +8,7 @@ One ESD step: x_t comes from partially sampling the concept prompt c with the mo
     anchor_guidance  f0(x_t, c') - eta * (f0(x_t, c) - f0(x_t, c'))     guidance away from c, towards anchor c'
     anchor           f0(x_t, c')                                        plain anchor distillation (Eq. 6)
 
-with the loss ||f(x_t, c) - target||^2 (`losses.esd_loss`). The anchor c' is the concept prompt
+with the loss ||f(x_t, c) - target||^2 (`esd_loss`). The anchor c' is the concept prompt
 with the concept replaced by a neutral one (tiny world: the same caption in style "plain").
 
 The models predict v (SD 2.1 and the tiny world are v-prediction). The target is a fixed linear
@@ -23,9 +23,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pruneforget.train.losses import esd_loss, esd_target
+
+def esd_target(eps_uncond: Tensor, eps_cond: Tensor, eta: float) -> Tensor:
+    """Negative-guidance target of ESD (paper Eq. 6 with ESD's guidance, eta 1):
+    eps(x_t, "") - eta * (eps(x_t, c) - eps(x_t, "")), both from the frozen model."""
+    return eps_uncond - eta * (eps_cond - eps_uncond)
+
+
+def esd_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """The ESD / bilevel upper loss (Eq. 6): ||eps_S(x_t, t, c) - target||^2 (mean over elements),
+    with `target` from `esd_target` (a constant: no gradient flows into the frozen model)."""
+    return F.mse_loss(pred.float(), target.detach().float())
+
 
 TARGETS = ("empty", "anchor_guidance", "anchor")
 
@@ -86,7 +98,7 @@ def esd_goal(frozen: nn.Module, batch: EsdBatch, target: str, eta: float) -> Ten
 
 
 def esd_step_loss(unet: nn.Module, frozen: nn.Module, batch: EsdBatch, *, target: str, eta: float) -> Tensor:
-    """The ESD loss of one batch, ||unet(x_t, t, c) - goal||^2 (`losses.esd_loss`).
+    """The ESD loss of one batch, ||unet(x_t, t, c) - goal||^2 (`esd_loss`).
 
     This is the one per-step ESD loss: two-stage ESD and the bilevel upper level both call it.
     """

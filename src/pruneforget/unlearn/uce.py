@@ -30,8 +30,13 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from pruneforget.unlearn import Unlearned
-from pruneforget.unlearn.concepts import (ConceptSet, UnlearnInputError, cross_attention_layers, embed_prompts,
-                                          validate_concepts)
+from pruneforget.unlearn.concepts import (
+    ConceptSet,
+    UnlearnInputError,
+    cross_attention_layers,
+    embed_prompts,
+    validate_concepts,
+)
 
 PARAMS = ("lam", "erase_scale", "preserve_scale", "preserve_empty")
 

@@ -12,10 +12,15 @@ from tqdm import tqdm
 from pruneforget.io import write_json
 from pruneforget.world.prompts import removal_prompts, retain_prompts, synonym_prompts
 from pruneforget.world.render import render_image
-from pruneforget.world.splits import IMAGE_STREAM, finetune_split, plan_split, row_rng
 from pruneforget.world.spec import WorldSpec, parse_world
-from pruneforget.world.tables import (RETAIN_PROMPTS_PATH, TINY_IMAGE_COLUMNS, remove_prompts_path,
-                                      synonym_prompts_path, write_table)
+from pruneforget.world.splits import IMAGE_STREAM, finetune_split, plan_split, row_rng
+from pruneforget.world.tables import (
+    RETAIN_PROMPTS_PATH,
+    TINY_IMAGE_COLUMNS,
+    remove_prompts_path,
+    synonym_prompts_path,
+    write_table,
+)
 
 WORLD_VERSION = 1
 

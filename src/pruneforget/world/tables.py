@@ -67,3 +67,35 @@ def load_images(data_dir: str | os.PathLike, table: pd.DataFrame) -> np.ndarray:
     """The table's images as one uint8 array (N, H, W, 3), in table order."""
     root = Path(data_dir)
     return np.stack([np.asarray(Image.open(root / p).convert("RGB")) for p in table["image"]])
+
+
+def read_split(data_dir: str | os.PathLike, split: str, limit: int | None = None) -> pd.DataFrame:
+    """A split's rows with a caption, optionally the first `limit` (a smoke-test subset);
+    an empty result is an error naming the table."""
+    table = read_table(data_dir, split)
+    table = table[table["caption"].str.strip() != ""].reset_index(drop=True)
+    if limit:
+        table = table.iloc[:limit]
+    if table.empty:
+        raise ValueError(f"{Path(data_dir) / (split + '.csv')} has no rows with a caption: nothing to train or evaluate on")
+    return table
+
+
+def load_image_at(path: str | os.PathLike, size: int) -> np.ndarray:
+    """One RGB image as uint8 (size, size, 3): shorter side resized to `size` (bicubic, as SD's
+    training scripts), then centre-cropped. Images already at `size` are returned unchanged."""
+    image = Image.open(path).convert("RGB")
+    if image.size != (size, size):
+        w, h = image.size
+        scale = size / min(w, h)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image)
+
+
+def load_images_at(data_dir: str | os.PathLike, table: pd.DataFrame, size: int) -> np.ndarray:
+    """The table's images (paths relative to `data_dir`, or absolute) as uint8 (N, size, size, 3)."""
+    root = Path(data_dir)
+    return np.stack([load_image_at(root / p, size) for p in table["image"]])

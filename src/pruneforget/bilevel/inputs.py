@@ -16,15 +16,14 @@ import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from torch import nn
 
+from pruneforget.bilevel.algorithm import BilevelInputError
 from pruneforget.io import read_json
-from pruneforget.train.base import encode_captions, encode_latents
-from pruneforget.train.bilevel import BilevelInputError
-from pruneforget.train.data import load_images_at, pipeline_resolution
-from pruneforget.train.upper import UpperContext
+from pruneforget.models.diffusion import encode_captions, encode_latents, pipeline_resolution
 from pruneforget.unlearn.concepts import ConceptSet
 from pruneforget.unlearn.esd import esd_prompts, latent_shape, prompt_pool
+from pruneforget.unlearn.upper import UpperContext
 from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialSampler
-from pruneforget.world.tables import read_table, read_world
+from pruneforget.world.tables import load_images_at, read_table, read_world
 
 VARIANTS = ("paper", "separate", "code")
 SECTION_ONLY = ("code", "sweep")  # keys of the section that are not settings of one run

@@ -18,7 +18,7 @@ from diffusers import DiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import load_file
 
 from pruneforget.io import atomic_dir
-from pruneforget.prune.expert_modules import (
+from pruneforget.models.expert_modules import (
     ConstantOutput,
     IdentityTransformer,
     ShortcutResnet,
@@ -30,7 +30,7 @@ from pruneforget.prune.expert_modules import (
     slice_linear,
     unshare,
 )
-from pruneforget.prune.structure import (
+from pruneforget.models.structure import (
     ArchCode,
     Code,
     Group,
@@ -185,8 +185,3 @@ def save_pipeline(pipe: DiffusionPipeline, out_dir: str | Path) -> Path:
     with atomic_dir(out_dir) as tmp:
         write_pipeline(pipe, tmp)
     return out_dir
-
-
-def is_expert_dir(model_dir: str | Path) -> bool:
-    """True for a pipeline directory whose UNet is a pruned expert."""
-    return (Path(model_dir) / "unet" / CODE_FILE).exists()

@@ -20,7 +20,7 @@ The authors' code is a configuration, not another implementation (PAPER_FACTS se
 lambda 0 (no penalty term), K 10, x_t from forward-noised real images of the concept, the target
 from the unpruned teacher, every parameter trained (`upper.method: esdall`).
 
-The upper level is any objective of train/upper.py's registry (ESD-x, ESD-u, all-parameter ESD,
+The upper level is any objective of unlearn/upper.py's registry (ESD-x, ESD-u, all-parameter ESD,
 saliency-masked ESD), with any ESD target mode.
 """
 
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from pruneforget.train.finetune import FT_TERMS, distillation_terms
 from pruneforget.train.loop import train
 from pruneforget.train.objective import LoopSettings, Objective, cycle_schedule, objective_step_counts
-from pruneforget.train.upper import UPPER, Upper, UpperContext, build_upper
+from pruneforget.unlearn.upper import UPPER, Upper, UpperContext, build_upper
 
 MODES = ("shared", "separate")
 XT_SOURCES = ("sample", "images")
@@ -87,7 +87,7 @@ class BilevelSettings:
             raise BilevelInputError(f"bilevel.mode: {self.mode!r} is not one of {MODES}")
         if self.upper_method not in UPPER:
             raise BilevelInputError(f"bilevel.upper.method: {self.upper_method!r} is not an upper-level method; "
-                                    f"choose one of {sorted(UPPER)} (train/upper.py)")
+                                    f"choose one of {sorted(UPPER)} (unlearn/upper.py)")
         if self.x_t not in XT_SOURCES:
             raise BilevelInputError(f"bilevel.upper.x_t: {self.x_t!r} is not one of {XT_SOURCES}")
         if self.target_model not in TARGET_MODELS:

@@ -1,0 +1,45 @@
+"""A bilevel run's name is read in one place (bilevel/runs.py): rule `bilevel`'s wildcard
+constraint, the command's flags and the figures' sweep stems agree on it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pruneforget.bilevel.inputs import VARIANTS
+from pruneforget.bilevel.runs import KINDS, NAME_PATTERN, BilevelRun, parse_run
+from pruneforget.report.specs import sweep_stem
+
+
+@pytest.mark.parametrize("name, run", [
+    ("bilevel-artists-s0", BilevelRun("paper", "artists", 0)),
+    ("bilevelsep-artists-s2", BilevelRun("separate", "artists", 2)),
+    ("bilevelcode-global-s1", BilevelRun("code", "global", 1)),
+    ("bilevel-lam100-K20-s0", BilevelRun("paper", "artists", 0, 100.0, 20)),
+    ("bilevel-lam0.5-K3-s4", BilevelRun("paper", "artists", 4, 0.5, 3)),
+])
+def test_names_parse_to_their_runs_and_flags(name, run):
+    assert parse_run(name) == run
+    assert re.fullmatch(NAME_PATTERN, name)
+    flags = run.flags().split()
+    assert flags[flags.index("--variant") + 1] == run.variant and flags[flags.index("--seed") + 1] == str(run.seed)
+    assert ("--lam" in flags) == (run.lam is not None)
+
+
+@pytest.mark.parametrize("name", ["bilevel-cats-s0", "bilevelx-artists-s0", "bilevel-lam1-s0", "ft-80-kd-pruned-s0",
+                                  "bilevel-artists-s0/extra", "esdx-artists-s0"])
+def test_other_names_are_neither_parsed_nor_matched_by_the_rule(name):
+    assert not re.fullmatch(NAME_PATTERN, name)
+    with pytest.raises(ValueError, match="not a bilevel run name"):
+        parse_run(name)
+
+
+def test_the_figures_sweep_stems_are_names_the_rule_builds():
+    for lam, k in [(0, 3), (10, 20), (1000, 3), (0.5, 5)]:
+        name = sweep_stem("bilevel-lam{lam}-K{K}", lam, k) + "-s0"
+        assert parse_run(name).lam == lam and parse_run(name).k == k
+
+
+def test_every_kind_is_a_variant_of_the_command():
+    assert sorted(KINDS.values()) == sorted(VARIANTS)
