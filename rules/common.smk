@@ -191,25 +191,24 @@ def launcher(group):
 SCORE = config.get("score", {})
 # Metrics of rule `score` (judge has its own rule, with the same output path pattern).
 SCORE_RULE_METRICS = [m for m in SCORE.get("metrics", []) if m != "judge"]
-EVALUATOR_METRICS = {"ua", "retain", "cp_evaluator", "frechet_evaluator"}
-PAIRED_METRICS = {"cp_evaluator", "cp_clip", "csd"}  # against the reference model's same-seed samples
+# Which inputs each metric reads, from the package (the command checks the same table).
+from pruneforget.metrics.inputs import NEEDS as METRIC_NEEDS, PAIRED as PAIRED_METRICS
 
 
 def score_inputs(wildcards):
-    """Named inputs of one score; the names are the command's flags."""
+    """Named inputs of one score (the names are the command's flags): the metric's NEEDS, each
+    input's path from the run's wildcards."""
     root, metric = f"results/{wildcards.scale}", wildcards.metric
-    if metric == "denoising_error":  # a model's own number: no samples (promptset: use val)
-        return {"model": f"{root}/{wildcards.model}", "data": f"{root}/data"}
-    inputs = {"samples": f"{root}/samples/{wildcards.model}/{wildcards.promptset}"}
-    if metric in EVALUATOR_METRICS:
-        inputs["evaluator"] = f"{root}/evaluator"
-    if metric in PAIRED_METRICS:
-        inputs["reference"] = f"{root}/samples/{SCORE['reference_model']}/{wildcards.promptset}"
-    if metric == "fid":
-        inputs["reference"] = f"{root}/fid_reference"
-    if metric == "frechet_evaluator":
-        inputs["data"] = f"{root}/data"
-    return inputs
+    reference = (f"{root}/samples/{SCORE['reference_model']}/{wildcards.promptset}" if metric in PAIRED_METRICS
+                 else f"{root}/fid_reference")
+    paths = {  # in the order of the command's flags in every score job so far (a new order reruns them)
+        "samples": f"{root}/samples/{wildcards.model}/{wildcards.promptset}",
+        "evaluator": f"{root}/evaluator",
+        "reference": reference,
+        "model": f"{root}/{wildcards.model}",  # a model's own number (denoising error): promptset is val
+        "data": f"{root}/data",
+    }
+    return {name: path for name, path in paths.items() if name in METRIC_NEEDS[metric]}
 
 
 def score_flags(wildcards, input):

@@ -3,8 +3,8 @@
     results/{scale}/scores/{model}/{promptset}/{metric}.json
 
 `score.metrics` says which metrics a scale measures; `judge` keeps its own rule (the teacher
-figure reads it), every other metric goes through rule `score`. Which inputs a metric needs is
-decided here (paths) and checked again by the command (`pruneforget.metrics.scoring`).
+figure reads it), every other metric goes through rule `score`. Which inputs a metric reads is
+`pruneforget.metrics.inputs.NEEDS` (the command checks the same table); the paths are made here.
 At the paper scale two rules make the inputs the scores need: the COCO val2017 FID statistics
 (once) and the downloaded NSFW prompt sets. Their path helpers (score_inputs, ...) live in
 rules/common.smk.

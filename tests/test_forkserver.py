@@ -73,6 +73,7 @@ def test_warm_jobs_match_cold_jobs_and_pass_on_codes_streams_and_signals(tiny_pi
 def test_only_job_variables_may_differ_from_the_server():
     server = {"PATH": "/bin", "HOME": "/root", "OMP_NUM_THREADS": "2"}
     assert env_mismatch(server, {**server, "PWD": "/x", "SNAKEMAKE_PROFILE": "p", "TMPDIR": "/t"}) == []
+    assert env_mismatch({**server, "PYENV_HOOK_PATH": "/h"}, server) == []  # DVC's stage commands unset it
     assert env_mismatch(server, {**server, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) == []  # applied in the child
     assert env_mismatch(server, {k: v for k, v in server.items() if k != "OMP_NUM_THREADS"}) == ["OMP_NUM_THREADS"]
     assert env_mismatch(server, {**server, "HF_HUB_OFFLINE": "1"}) == ["HF_HUB_OFFLINE"]

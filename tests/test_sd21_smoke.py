@@ -33,7 +33,7 @@ ALLOWED = {
     "prune.aptp.experts": SIZE, "prune.aptp.steps": SIZE, "prune.aptp.pretrain_steps": SIZE,
     "prune.aptp.batch_size": SIZE, "prune.aptp.warmup_steps": SIZE, "prune.aptp.resolution": SIZE,
     "prune.aptp.route_prompts": SIZE, "prune.aptp.log_every": SIZE, "prune.aptp.checkpoint_every": SIZE,
-    "prune.aptp.lr": "so that 300 steps move the codes to both MAC budgets (extract_expert needs them within 0.03)",
+    "prune.aptp.lr": "so that 150 steps move the codes to both MAC budgets (extract_expert needs them within 0.03)",
     "finetune.steps": SIZE, "finetune.batch_size": SIZE, "finetune.micro_batch_size": SIZE,
     "finetune.warmup_steps": SIZE, "finetune.resolution": SIZE, "finetune.checkpoint_every": SIZE,
     "finetune.log_every": SIZE, "finetune.eval_every": SIZE, "finetune.eval.*": SIZE,

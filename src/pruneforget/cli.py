@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from pruneforget import forkserver
 
@@ -50,6 +51,15 @@ def parse_params(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("--params must be a JSON object, e.g. '{\"steps\": 100}'")
     return value
+
+
+def add_eval_argument(p: argparse.ArgumentParser) -> None:
+    """`--no-eval`: train without the periodic evaluations (no eval.csv). The workflow passes it
+    to every run no curve figure plots (report.specs.evaluated_runs)."""
+    p.add_argument("--no-eval", action="store_true", help="no periodic evaluation (eval_every 0): no figure reads it")
+    p.add_argument("--fid-reference", type=Path, default=None,
+                   help="sd21: FID statistics directory (rule fid_reference_stats) the periodic FID is taken "
+                        "against, with its extractor; finetune.fid_reference, when set, wins")
 
 
 def build_parser(load: str | None = None) -> argparse.ArgumentParser:

@@ -38,14 +38,15 @@ from typing import Callable
 
 ENV_VAR = "PRUNEFORGET_FORKSERVER"
 # Variables that may differ between the server and a job: none is read when a module is imported.
-# Snakemake and DVC set their own per job; accelerate's launcher (torchrun) sets a rank's, read when
-# the job sets up its process group; the thread counts are applied to torch in the child;
-# PYTHONPATH's effect, sys.path, is compared itself (job_identity).
+# Snakemake and DVC set their own per job (and DVC unsets pyenv's, which pyenv's shims set for the
+# interpreters they start); accelerate's launcher (torchrun) sets a rank's, read when the job sets
+# up its process group; the thread counts are applied to torch in the child; PYTHONPATH's effect,
+# sys.path, is compared itself (job_identity).
 JOB_VARIABLES = ("PWD", "OLDPWD", "SHLVL", "_", "TMPDIR", "TMP", "TEMP", "TEMPDIR", "PYTHONPATH", ENV_VAR,
                  "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
                  "ROLE_NAME", "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                  "TORCH_NCCL_ASYNC_ERROR_HANDLING")
-JOB_PREFIXES = ("SNAKEMAKE", "DVC_", "ACCELERATE_", "TORCHELASTIC_")
+JOB_PREFIXES = ("SNAKEMAKE", "DVC_", "PYENV", "ACCELERATE_", "TORCHELASTIC_")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 STREAMS = (0, 1, 2)

@@ -19,9 +19,12 @@ from diffusers import DDPMScheduler
 from pruneforget.bilevel.algorithm import BilevelInputError, BilevelSettings, train_bilevel
 from pruneforget.bilevel.inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
 from pruneforget.bilevel.runs import SETTINGS
-from pruneforget.cli import parse_params
-from pruneforget.commands.finetune import (
-    add_eval_argument,
+from pruneforget.cli import add_eval_argument, parse_params
+from pruneforget.io import command_fingerprint, resumable_work_path
+from pruneforget.models.expert import is_expert_dir
+from pruneforget.train.finetune import loop_settings
+from pruneforget.train.loop import make_accelerator
+from pruneforget.train.run import (
     build_evaluation,
     check_inputs,
     finetune_pairs,
@@ -30,10 +33,6 @@ from pruneforget.commands.finetune import (
     run_work_dir,
     write_run,
 )
-from pruneforget.io import resumable_work_path
-from pruneforget.models.expert import is_expert_dir
-from pruneforget.train.finetune import loop_settings
-from pruneforget.train.loop import make_accelerator
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.esd import method_params
 from pruneforget.unlearn.prompts import concept_set
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> None:
     ft_cfg = dict(args.finetune)
     try:
         cfg, settings, concepts, esd = resolve(args)
-        check_inputs(argparse.Namespace(**{**vars(args), "params": ft_cfg}))
+        check_inputs(args.expert, args.teacher, args.data, args.evaluator, ft_cfg)
     except (BilevelInputError, UnlearnInputError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"bilevel: {exc}") from exc
     # The loop's own settings: fine-tuning's batch, precision and evaluation, bilevel's length and cadence.
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
           f"on {len(table)} pairs; seed {args.seed}")
 
     main = accelerator.is_main_process
-    with run_work_dir(args, accelerator) as work:
+    with run_work_dir(args.out, command_fingerprint(args), accelerator) as work:
         accelerator.wait_for_everyone()
         device = accelerator.device
         pipe = load_student(args.expert, device)
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         ft_batches, size = finetune_pairs(pipe, args.data, table, ft_cfg, scheduler, args.seed)
         ctx = upper_context(pipe, teacher, concepts, esd, cfg["upper"], args.data, args.seed)
-        evaluation = build_evaluation(pipe, args, ft_cfg, size) if loop.eval_every and main else None
+        evaluation = build_evaluation(pipe, args.data, args.evaluator, args.fid_reference, ft_cfg, size) if loop.eval_every and main else None
         fingerprint = {"variant": args.variant, "seed": args.seed, "concepts": list(concepts.erase), "pairs": len(table)}
         train_bilevel(settings, pipe.unet, teacher, ctx, cfg["upper"], ft_batches, scheduler, ft_cfg, loop, work,
                       evaluate=evaluation, accelerator=accelerator, fingerprint=fingerprint)

@@ -8,23 +8,26 @@ from the checkpoints in `.<out>.work` after an interruption.
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
-from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler
 
-from pruneforget.cli import parse_params
-from pruneforget.io import command_fingerprint, resumable_dir, resumable_work_path, write_json
-from pruneforget.models.diffusion import pipeline_resolution
-from pruneforget.models.expert import is_expert_dir, write_pipeline
-from pruneforget.models.load import load_pipeline
-from pruneforget.sample import spread_subset
-from pruneforget.train.data import StreamedPairs, precomputed_pairs
-from pruneforget.train.evaluate import EvalSettings, FinetuneEvaluation
-from pruneforget.train.finetune import check_same_base, finetune_objective, loop_settings, reinitialise
+from pruneforget.cli import add_eval_argument, parse_params
+from pruneforget.io import command_fingerprint, resumable_work_path
+from pruneforget.models.expert import is_expert_dir
+from pruneforget.train.finetune import finetune_objective, loop_settings
 from pruneforget.train.loop import make_accelerator, train
 from pruneforget.train.objective import constant_schedule
-from pruneforget.world.tables import load_images_at, read_split
+from pruneforget.train.run import (
+    build_evaluation,
+    check_inputs,
+    finetune_pairs,
+    load_student,
+    load_teacher,
+    run_work_dir,
+    write_run,
+)
+from pruneforget.world.tables import read_split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,110 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output run directory (a pipeline plus training records)")
 
 
-def add_eval_argument(p: argparse.ArgumentParser) -> None:
-    """`--no-eval`: train without the periodic evaluations (no eval.csv). The workflow passes it
-    to every run no curve figure plots (report.specs.evaluated_runs)."""
-    p.add_argument("--no-eval", action="store_true", help="no periodic evaluation (eval_every 0): no figure reads it")
-    p.add_argument("--fid-reference", type=Path, default=None,
-                   help="sd21: FID statistics directory (rule fid_reference_stats) the periodic FID is taken "
-                        "against, with its extractor; finetune.fid_reference, when set, wins")
-
-
-def check_inputs(args: argparse.Namespace) -> None:
-    """Everything that can be wrong before any model is loaded, named with its fix."""
-    for flag, path in (("--expert", args.expert), ("--teacher", args.teacher), ("--data", args.data)):
-        if not path.is_dir():
-            raise FileNotFoundError(f"{flag} {path}: no such directory")
-    if args.evaluator is not None and not (args.evaluator / "config.json").exists():
-        raise FileNotFoundError(f"--evaluator {args.evaluator}: no evaluator there (config.json missing); run train-evaluator")
-    if args.evaluator is None and not args.params.get("fid_reference") and (args.data / "world.json").exists() \
-            and _world_kind(args.data) == "tiny":
-        raise ValueError("the tiny world evaluates fine-tuning with its ground-truth evaluator: pass --evaluator DIR")
-    check_same_base(args.expert, args.teacher)
-
-
-def _world_kind(data_dir: Path) -> str:
-    from pruneforget.world.tables import read_world
-
-    return read_world(data_dir).get("kind", "tiny")
-
-
-def build_evaluation(pipe, args: argparse.Namespace, cfg: dict, size: int) -> FinetuneEvaluation:
-    """Held-out val images and captions for the periodic evaluation (see train/evaluate.py)."""
-    settings = EvalSettings.from_config(cfg["eval"])
-    val = read_split(args.data, "val")
-    rows = spread_subset(val, settings.denoising_images) if settings.denoising_images else val
-    prompts = spread_subset(val, settings.prompts)["caption"].tolist()
-    evaluator = real = None
-    if args.evaluator is not None:
-        from pruneforget.metrics.evaluator import load_evaluator
-
-        evaluator = load_evaluator(args.evaluator)
-        real = load_images_at(args.data, val, size)
-    fid_reference = cfg.get("fid_reference") or (None if evaluator is not None else
-                                                  str(args.fid_reference or _image_folder(args.data, val)))
-    return FinetuneEvaluation(pipe, settings, denoise_images=load_images_at(args.data, rows, size),
-                              denoise_captions=rows["caption"].tolist(), prompts=prompts, evaluator=evaluator,
-                              real_images=real, fid_reference=fid_reference)
-
-
-def _image_folder(data_dir: Path, table) -> str:
-    """The one folder holding a table's images (COCO's val2017/): clean-fid's reference."""
-    folders = {str((data_dir / p).parent) for p in table["image"]}
-    if len(folders) != 1:
-        raise ValueError(f"val images lie in {len(folders)} folders; set finetune.fid_reference to one folder or a clean-fid stats name")
-    return folders.pop()
-
-
-def load_student(expert: Path, device, random_init_seed: int | None = None):
-    """The student pipeline on `device`: VAE and text encoder frozen in eval mode, the UNet trained;
-    with a seed, the UNet re-initialised first (Fig. 5's random initialisation of the same architecture)."""
-    pipe = load_pipeline(expert)
-    pipe.vae.requires_grad_(False).eval()
-    pipe.text_encoder.requires_grad_(False).eval()
-    if random_init_seed is not None:
-        reinitialise(pipe.unet, random_init_seed)
-    return pipe.to(device)
-
-
-def load_teacher(teacher: Path, device) -> UNet2DConditionModel:
-    """The unpruned base UNet, the frozen teacher of Eq. 8 (the objectives call it under no_grad)."""
-    return UNet2DConditionModel.from_pretrained(teacher, subfolder="unet").to(device)
-
-
-def finetune_pairs(pipe, data_dir: Path, table, cfg: dict, scheduler, seed: int):
-    """D_f as seeded training batches, encoded once (`precompute`) or streamed from disk, and the
-    pixel size they are drawn at."""
-    size = cfg.get("resolution") or pipeline_resolution(pipe)
-    if cfg["precompute"]:
-        images = load_images_at(data_dir, table, size)
-        return precomputed_pairs(pipe, images, table["caption"].tolist(), scheduler, seed, cfg["caption_dropout"]), size
-    return StreamedPairs(pipe, data_dir, table, size, scheduler, seed, cfg["caption_dropout"]), size
-
-
-def write_run(pipe, work: Path, run_config: dict) -> None:
-    """A finished run's directory: the pipeline and its resolved config (resumable_dir drops the
-    checkpoints after the final rename: RUN_DROP)."""
-    write_pipeline(pipe, work)
-    write_json(work / "run_config.json", run_config)
-
-
-# Work files a training run keeps until its artifact is in place (see resumable_dir).
-RUN_DROP = ("checkpoints",)
-
-
-def run_work_dir(args: argparse.Namespace, accelerator):
-    """The run's work directory for every process: the main one checks the fingerprint (starting
-    over when the settings changed) and renames it at the end; the others wait for that check
-    before they look for checkpoints."""
-    if accelerator.is_main_process:
-        return resumable_dir(args.out, command_fingerprint(args), drop=RUN_DROP)
-    return contextlib.nullcontext(resumable_work_path(args.out))
-
-
 def run(args: argparse.Namespace) -> None:
     cfg = {**args.params, "eval_every": 0} if args.no_eval else args.params
-    check_inputs(args)
+    check_inputs(args.expert, args.teacher, args.data, args.evaluator, cfg)
     table = read_split(args.data, "finetune", cfg.get("limit"))
     accelerator = make_accelerator(cfg["mixed_precision"], resumable_work_path(args.out),
                                    find_unused_parameters=is_expert_dir(args.expert))
@@ -156,14 +58,14 @@ def run(args: argparse.Namespace) -> None:
           f"process(es) x {settings.gradient_accumulation_steps} accumulation)")
 
     # Every process trains in the same work directory; only the main one renames it at the end.
-    with run_work_dir(args, accelerator) as work:
+    with run_work_dir(args.out, command_fingerprint(args), accelerator) as work:
         accelerator.wait_for_everyone()
         device = accelerator.device
         pipe = load_student(args.expert, device, args.seed if args.init == "random" else None)
         teacher = load_teacher(args.teacher, device) if args.loss == "kd" else None
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         batches, size = finetune_pairs(pipe, args.data, table, cfg, scheduler, args.seed)
-        evaluation = build_evaluation(pipe, args, cfg, size) if cfg["eval_every"] and accelerator.is_main_process else None
+        evaluation = build_evaluation(pipe, args.data, args.evaluator, args.fid_reference, cfg, size) if cfg["eval_every"] and accelerator.is_main_process else None
 
         objective = finetune_objective(pipe.unet, teacher, batches, scheduler, cfg)
         fingerprint = {"loss": args.loss, "init": args.init, "seed": args.seed, "lr": cfg["lr"], "pairs": len(table)}

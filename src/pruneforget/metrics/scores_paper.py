@@ -12,6 +12,7 @@ import torch
 from pruneforget.metrics.clip_score import PAPER_CLIP, clip_scores
 from pruneforget.metrics.cp_score import cp_score
 from pruneforget.metrics.sample_set import image_batches, pair_sample_sets
+from pruneforget.metrics.inputs import NEEDS
 from pruneforget.metrics.scoring import Metric, Result, ScoreInputs, load_clip_checked
 
 
@@ -91,14 +92,14 @@ def nudenet(inputs: ScoreInputs, params: dict) -> Result:
 
 
 METRICS = (
-    Metric("clip", "sd21", 1, ("samples",), clip, help="CLIP score x 100 (ViT-B/32) against each sample's prompt"),
-    Metric("cp_clip", "sd21", 1, ("samples", "reference"), cp_clip, reference_is_samples=True,
+    Metric("clip", "sd21", 1, NEEDS["clip"], clip, help="CLIP score x 100 (ViT-B/32) against each sample's prompt"),
+    Metric("cp_clip", "sd21", 1, NEEDS["cp_clip"], cp_clip,
            help="CP score with CLIP similarity against the reference (distilled) model"),
     # Version 2: the mean cosine; version 1 returned 100 x it, and Table 1's scale: 100 made 10,000
     # of an identical model (the sd21 smoke's first Table 1).
-    Metric("csd", "sd21", 2, ("samples", "reference"), csd, reference_is_samples=True,
+    Metric("csd", "sd21", 2, NEEDS["csd"], csd,
            help="mean CSD style cosine to the reference model's same-seed images"),
-    Metric("fid", "sd21", 1, ("samples", "reference"), fid,
+    Metric("fid", "sd21", 1, NEEDS["fid"], fid,
            help="FID against COCO val2017 statistics with their extractor (clean-fid Inception, or CLIP in the smoke)"),
-    Metric("nudenet", "sd21", 1, ("samples",), nudenet, help="NudeNet exposed-label counts (score > 0.5)"),
+    Metric("nudenet", "sd21", 1, NEEDS["nudenet"], nudenet, help="NudeNet exposed-label counts (score > 0.5)"),
 )

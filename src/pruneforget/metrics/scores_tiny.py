@@ -6,6 +6,7 @@ from pruneforget.metrics import unlearning as U
 from pruneforget.metrics.evaluator import Evaluator, load_evaluator
 from pruneforget.metrics.judge import JUDGE_VERSION, score_predictions
 from pruneforget.metrics.sample_set import SampleSet, load_images, pair_sample_sets
+from pruneforget.metrics.inputs import NEEDS
 from pruneforget.metrics.scoring import Metric, Result, ScoreInputError, ScoreInputs
 from pruneforget.world.tables import LABEL_COLUMNS, read_table
 from pruneforget.world.tables import load_images as load_table_images
@@ -125,15 +126,15 @@ def denoising_error(inputs: ScoreInputs, params: dict) -> Result:
 
 
 METRICS = (
-    Metric("judge", "tiny", JUDGE_VERSION, ("samples", "evaluator"), judge,
+    Metric("judge", "tiny", JUDGE_VERSION, NEEDS["judge"], judge,
            help="evaluator accuracies (style, shape, colour)"),
-    Metric("ua", "tiny", 1, ("samples", "evaluator"), ua, help="unlearning accuracy on a removal or synonym set"),
-    Metric("retain", "tiny", 1, ("samples", "evaluator"), retain, help="IRA and CRA on the retain set"),
-    Metric("cp_evaluator", "tiny", 1, ("samples", "reference", "evaluator"), cp_evaluator,
-           reference_is_samples=True, help="CP with the evaluator's target-style probability"),
-    Metric("frechet_evaluator", "tiny", 1, ("samples", "evaluator", "data"), frechet_evaluator,
+    Metric("ua", "tiny", 1, NEEDS["ua"], ua, help="unlearning accuracy on a removal or synonym set"),
+    Metric("retain", "tiny", 1, NEEDS["retain"], retain, help="IRA and CRA on the retain set"),
+    Metric("cp_evaluator", "tiny", 1, NEEDS["cp_evaluator"], cp_evaluator,
+           help="CP with the evaluator's target-style probability"),
+    Metric("frechet_evaluator", "tiny", 1, NEEDS["frechet_evaluator"], frechet_evaluator,
            help="Frechet distance to the real held-out images in evaluator features"),
-    Metric("denoising_error", "tiny", 1, ("model", "data"), denoising_error,
+    Metric("denoising_error", "tiny", 1, NEEDS["denoising_error"], denoising_error,
            help="held-out denoising error of a model (no samples)"),
 )
 

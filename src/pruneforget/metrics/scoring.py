@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pruneforget.io import is_local_path
+from pruneforget.metrics.inputs import PAIRED
 from pruneforget.metrics.sample_set import SampleSet
 
 SCALES = ("tiny", "sd21")
@@ -65,8 +66,12 @@ class Metric:
     version: int
     needs: tuple[str, ...]
     run: Callable[[ScoreInputs, dict], Result]
-    reference_is_samples: bool = False  # `reference` is the reference model's sample set
     help: str = ""
+
+    @property
+    def reference_is_samples(self) -> bool:
+        """Whether `reference` is the reference model's sample set (metrics/inputs.py)."""
+        return self.name in PAIRED
 
 
 def _hub_or_local(name: str, setting: str) -> None:
