@@ -182,7 +182,9 @@ def launcher(group):
         # The job's CPU threads (Snakemake's OMP_NUM_THREADS) shared among its ranks: each rank
         # would otherwise take them all, and the ranks would fight over the job's cores.
         split = f"OMP_NUM_THREADS=$(( OMP_NUM_THREADS > {gpus} ? OMP_NUM_THREADS / {gpus} : 1 ))"
-        return f"{split} accelerate launch --multi_gpu --num_processes {gpus} -m pruneforget"
+        # Port 0: a free port per job. Two jobs on one node (the smoke's, or two 4-GPU jobs) would
+        # otherwise both take accelerate's default 29500, and the second fails.
+        return f"{split} accelerate launch --multi_gpu --num_processes {gpus} --main_process_port 0 -m pruneforget"
     return "python -m pruneforget"
 
 

@@ -181,7 +181,7 @@ def test_bilevel_rules_dry_run_at_paper_scale_on_eight_gpus(tmp_path):
         # fid_reference: the COCO FID statistics the periodic evaluation takes FID against
         assert "input: results/sd21/expert-80, results/sd21/base, results/sd21/data, results/sd21/fid_reference" in job
         assert "gpu=8" in job and "mem_mb=256000" in job and "runtime=4320" in job
-        assert "accelerate launch --multi_gpu --num_processes 8 -m pruneforget bilevel" in job
+        assert "accelerate launch --multi_gpu --num_processes 8 --main_process_port 0 -m pruneforget bilevel" in job
         assert '"lam": 100.0' in job and '"k": 20' in job and '"steps": 20000' in job
         assert '"sweep"' not in job  # the sweep's grid is not a setting of a run
     variants = re.findall(r"--variant (\w+) --seed", out)

@@ -260,7 +260,7 @@ def test_two_process_finetuning_equals_one_process_with_the_same_effective_batch
     common = ["finetune", "--expert", str(student), "--teacher", str(standins / "sd21"), "--data", str(data),
               "--no-eval", "--loss", "kd", "--init", "pruned", "--seed", "0", "--params", json.dumps(params)]
     env = {**{k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}, "OMP_NUM_THREADS": "1"}
-    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", "0",
               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "pruneforget"]
     for cmd, out in (([sys.executable, "-m", "pruneforget"], "one"), (launch, "two")):
         result = subprocess.run(cmd + common + ["--out", str(tmp_path / out)], env=env, capture_output=True, text=True,

@@ -152,4 +152,4 @@ def test_an_eight_gpu_job_asks_slurm_for_eight_gpus_on_one_node(slurm, tmp_path)
     for flag in ("--gpus=8", "--nodes=1", "--mem 256000", "-t 2880", "--cpus-per-task=32"):
         assert flag in call, (flag, call)
     assert "--ntasks" not in call  # one task: accelerate, inside it, starts one process per GPU
-    assert "accelerate launch --multi_gpu --num_processes 8 -m pruneforget finetune" in out
+    assert "accelerate launch --multi_gpu --num_processes 8 --main_process_port 0 -m pruneforget finetune" in out

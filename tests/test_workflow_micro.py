@@ -173,7 +173,7 @@ def test_dvc_repro_builds_the_same_artifacts_as_snakemake(builds):
 def test_dvc_repro_of_one_figure_redraws_it_alone(builds):
     _, dvc = builds
     before = {name: (dvc / f"figures/{name}.pdf").stat().st_mtime_ns for name in ("table1", "fig1")}
-    redraw = run([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", "report_table1"], dvc)
+    redraw = run([*WARM, sys.executable, "-m", "dvc", "repro", "--force", "--single-item", "report_table1"], dvc)
     assert redraw.returncode == 0, redraw.stdout[-3000:] + redraw.stderr[-3000:]
     assert re.findall(r"Running stage '([^']+)'", redraw.stdout) == ["report_table1"]
     assert (dvc / "figures/table1.pdf").stat().st_mtime_ns > before["table1"]
@@ -222,7 +222,8 @@ def test_dvc_metrics_plots_params_and_experiments(builds, tmp_path):
     stages = yaml.safe_load((snake / "dvc.yaml").read_text())["stages"]
     expected = {name for name, stage in stages.items() if ["figures"] in [list(p.values())[0] for p in stage.get("params", [])]}
     assert expected >= {"report_table1", "report_fig4"}
-    exp = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "config/config.yaml:figures.table1.title=Table 1 retitled"], snake, timeout=900)
+    exp = run([*WARM, sys.executable, "-m", "dvc", "exp", "run", "-S", "config/config.yaml:figures.table1.title=Table 1 retitled"],
+              snake, timeout=900)
     assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
     ran = set(re.findall(r"Running stage '([^']+)'", exp.stdout))
     assert ran == expected, sorted(ran ^ expected)
@@ -245,7 +246,7 @@ def test_failed_job_leaves_no_output(builds):
     snake, _ = builds
     # The evaluator directory is not a diffusion pipeline: sampling from it must fail.
     target = "results/tiny/samples/evaluator/val"
-    result = run(["snakemake", "--cores", "1", "--", target], snake)
+    result = run([*WARM, "snakemake", "--cores", "1", "--", target], snake)
     assert result.returncode != 0
     assert not (snake / target).exists()
     leftovers = [p.name for p in (snake / target).parent.glob("*tmp*")] if (snake / target).parent.exists() else []
