@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -33,17 +35,46 @@ def tiny_pipe():
 BACKGROUND_BUILDS = ("test_workflow_micro", "test_sd21_smoke_workflow")
 
 
-@pytest.hookimpl(trylast=True)  # after -m / -k have deselected what will not run
-def pytest_collection_modifyitems(config, items):
+def _start_builds(config, modules: set[str]) -> None:
     """Start the end-to-end builds (the micro builds of tests/test_workflow_micro.py, the sd21
-    smoke of tests/test_sd21_smoke_workflow.py) right after collection, when a test of theirs is
-    selected: they take most of CI's time, and running beside the rest of the suite, they use the
-    core its single-threaded tests leave idle."""
-    if config.option.collectonly:
-        return
+    smoke of tests/test_sd21_smoke_workflow.py) of the selected modules: they take most of CI's
+    time, and running beside the rest of the suite, they use the cores its tests leave idle.
+    Each starts once per session, whoever asks first (background.py)."""
     import importlib
 
-    selected = {item.path.stem for item in items}
+    import background
+
     for name in BACKGROUND_BUILDS:
-        if name in selected:
-            importlib.import_module(name).start_builds(config._tmp_path_factory.mktemp(name))
+        if name in modules:
+            importlib.import_module(name).start_builds(background.directory(config, name))
+
+
+def _shares_fixture(item) -> bool:
+    """Whether the test uses a module- or class-scoped fixture (built once per worker)."""
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info else ()
+    return any(fd[-1].scope in ("module", "class", "package") for fd in defs if fd)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config, items):
+    """Before the other hooks: under pytest-xdist (--dist loadgroup), the tests of a module that
+    share a module-scoped fixture go to one worker, which builds it once (the end-to-end builds'
+    follow-up tests also change their copies in turn). After them, when -m / -k have deselected
+    what will not run: start the end-to-end builds, unless this is an xdist worker (the
+    controller starts them, pytest_xdist_node_collection_finished)."""
+    for item in items:
+        if _shares_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    result = yield
+    if not config.option.collectonly and not hasattr(config, "workerinput"):
+        _start_builds(config, {item.path.stem for item in items})
+    return result
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """The xdist controller starts the builds once the first worker has collected (and
+    deselected) the suite."""
+    if not node.config.option.collectonly:
+        _start_builds(node.config, {Path(i.split("::")[0]).stem for i in ids})

@@ -7,17 +7,16 @@ collection, beside the rest of the suite, like the micro builds."""
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+import background
 from repo_copy import copy_repo, run
 
 CONFIG = "config/sd21_smoke.yaml"
@@ -27,46 +26,32 @@ PAPER_RULES = {"fetch_base", "prepare_data", "fetch_prompt_set", "fid_reference_
                "finetune", "unlearn", "bilevel", "sample", "score", "report_table1"}
 
 
-class SmokeBuild:
-    """make-standins, then the smoke's paper_figures under a warm interpreter, in a copy of the
-    repository (its own src/ on PYTHONPATH, as the workflow's jobs have it). One thread per job
-    (--max-threads 1): beside the micro builds and the suite, the 2 cores are oversubscribed, and
-    a 2-thread OpenMP job there ran 25x slower (APTP: 7.5 s a step instead of 0.3 s)."""
-
-    def __init__(self, base: Path):
-        self.repo = base / "repo"
-        self.repo.mkdir(parents=True)
-        copy_repo(self.repo)
-        self.log = base / "smoke.log"
-        py = sys.executable
-        script = (f"{py} -m pruneforget make-standins && "
-                  f"{py} -m pruneforget warm -- snakemake --cores 2 --max-threads 1 --configfile {CONFIG} -- paper_figures")
-        env = {**os.environ, "PYTHONPATH": "src"}
-        env.pop("PRUNEFORGET_FORKSERVER", None)
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(["bash", "-c", f"set -e; {script}"], cwd=self.repo, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT, text=True)
-        atexit.register(lambda: self.process.poll() is None and self.process.kill())
-
-    def wait(self) -> Path:
-        rc = self.process.wait(timeout=BUILD_TIMEOUT)
-        assert rc == 0, "sd21 smoke failed:\n" + self.log.read_text()[-8000:]
-        return self.repo
-
-
-_started: list[SmokeBuild] = []
-
-
 def start_builds(base: Path) -> None:
-    """Start the build once per session (conftest.py calls this after collection)."""
-    if not _started:
-        _started.append(SmokeBuild(base))
+    """make-standins, then the smoke's paper_figures under a warm interpreter, in a copy of the
+    repository (its own src/ on PYTHONPATH, as the workflow's jobs have it), started once per
+    session (background.py). One thread per job (--max-threads 1): beside the micro builds and
+    the suite, the 2 cores are oversubscribed, and a 2-thread OpenMP job there ran 25x slower
+    (APTP: 7.5 s a step instead of 0.3 s)."""
+    if not background.claim(base):
+        return
+    repo = base / "repo"
+    repo.mkdir()
+    copy_repo(repo)
+    py = sys.executable
+    script = (f"{py} -m pruneforget make-standins && "
+              f"{py} -m pruneforget warm -- snakemake --cores 2 --max-threads 1 --configfile {CONFIG} -- paper_figures")
+    env = {**os.environ, "PYTHONPATH": "src"}
+    env.pop("PRUNEFORGET_FORKSERVER", None)
+    background.start(["bash", "-c", f"set -e; {script}"], repo, base, "smoke", env=env)
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> Path:
-    start_builds(tmp_path_factory.mktemp("smoke"))
-    return _started[0].wait()
+def smoke(request) -> Path:
+    """The copy of the repository the smoke built (its log beside it, in smoke.log)."""
+    base = background.directory(request.config, "test_sd21_smoke_workflow")
+    start_builds(base)  # if conftest did not (a single test run)
+    background.wait(base, ("smoke",), BUILD_TIMEOUT)
+    return base / "repo"
 
 
 @pytest.mark.slow
@@ -79,7 +64,7 @@ def test_smoke_builds_every_table_and_figure_of_the_paper_scale(smoke):
             assert (smoke / f"figures/{name}.{suffix}").exists(), f"{name}.{suffix}"
     table1 = pd.read_csv(smoke / "figures/table1.csv")
     assert list(dict.fromkeys(table1["row"])) == [r["label"] for r in config["figures"]["table1"]["rows"]]
-    ran = set(re.findall(r"^(?:local)?rule (\w+):", _started[0].log.read_text(), flags=re.M))
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", (smoke.parent / "smoke.log").read_text(), flags=re.M))
     assert PAPER_RULES <= ran, sorted(PAPER_RULES - ran)
     # Every rule of the cluster's DAG (config/sd21.yaml, from nothing) ran in the smoke.
     dry = run(["snakemake", "-n", "--cores", "1", "--configfile", "config/sd21.yaml", "--", "paper_figures"], smoke)

@@ -8,11 +8,9 @@ guarded, and a failed job leaves no output behind. Slow (minutes): `pytest -m sl
 
 from __future__ import annotations
 
-import atexit
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import background
 from repo_copy import ROOT, copy_repo, run
 
 sys.path.insert(0, str(ROOT / "workflow/scripts"))
@@ -68,58 +67,31 @@ def git_init(repo: Path) -> None:
     git(repo, "config", "user.email", "ci@localhost")
 
 
-class MicroBuilds:
+def start_builds(base: Path) -> None:
     """The two builds of every table and figure from nothing: one by `snakemake`, one by
-    `dvc repro`, each in its own copy (see micro_copy). conftest.py starts them as soon as pytest
-    has collected a test of this module, so that they run beside the rest of the suite (most of
-    which leaves a core idle), and the `builds` fixture waits for them.
+    `dvc repro`, each in its own copy (see micro_copy), started once per session (background.py).
+    conftest.py starts them as soon as pytest has collected a test of this module, so that they
+    run beside the rest of the suite, and the `builds` fixture waits for them.
 
     The two builds run at the same time: every micro job runs one thread however many cores it is
     given (threads come from the config), so both compute the same bytes. Siblings under one
-    directory, the copies share the default DVC remote (a directory beside the repository)."""
-
-    def __init__(self, base: Path):
-        self.base = base
-        self.snake, self.dvc = micro_copy(base / "snakemake"), micro_copy(base / "dvc")
-        self.logs = {name: base / f"{name}.log" for name in ("snakemake", "dvc")}
-        # Each build's jobs fork from a warm interpreter (forkserver.py): imports were most of
-        # the builds' time. tests/test_forkserver.py shows a warm job writes a cold job's bytes.
-        self.processes = {
-            "snakemake": self._start([*WARM, "snakemake", "--cores", "2"], self.snake, "snakemake"),
-            "dvc": self._start([*WARM, sys.executable, "-m", "dvc", "repro"], self.dvc, "dvc"),
-        }
-        atexit.register(self.stop)  # an interrupted session leaves no build running
-
-    def _start(self, cmd: list[str], cwd: Path, name: str) -> subprocess.Popen:
-        with open(self.logs[name], "w") as log:
-            return subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
-
-    def wait(self) -> tuple[Path, Path]:
-        for name, process in self.processes.items():
-            rc = process.wait(timeout=BUILD_TIMEOUT)
-            assert rc == 0, f"{name} build failed:\n" + self.logs[name].read_text()[-6000:]
-        return self.snake, self.dvc
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-
-
-_started: list[MicroBuilds] = []
-
-
-def start_builds(base: Path) -> None:
-    """Start the builds once per session (conftest.py calls this after collection)."""
-    if not _started:
-        _started.append(MicroBuilds(base))
+    directory, the copies share the default DVC remote (a directory beside the repository).
+    Each build's jobs fork from a warm interpreter (forkserver.py): imports were most of the
+    builds' time. tests/test_forkserver.py shows a warm job writes a cold job's bytes."""
+    if not background.claim(base):
+        return
+    snake, dvc = micro_copy(base / "snakemake"), micro_copy(base / "dvc")
+    background.start([*WARM, "snakemake", "--cores", "2"], snake, base, "snakemake")
+    background.start([*WARM, sys.executable, "-m", "dvc", "repro"], dvc, base, "dvc")
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory) -> tuple[Path, Path]:
+def builds(request) -> tuple[Path, Path]:
     """(the snakemake copy, the dvc copy), each built from nothing with its default target."""
-    start_builds(tmp_path_factory.mktemp("micro"))  # if conftest did not (a single test run)
-    return _started[0].wait()
+    base = background.directory(request.config, "test_workflow_micro")
+    start_builds(base)  # if conftest did not (a single test run)
+    background.wait(base, ("snakemake", "dvc"), BUILD_TIMEOUT)
+    return base / "snakemake", base / "dvc"
 
 
 def figure_names(repo: Path) -> list[str]:
