@@ -56,6 +56,13 @@ def _shares_fixture(item) -> bool:
     return any(fd[-1].scope in ("module", "class", "package") for fd in defs if fd)
 
 
+def pytest_configure(config):
+    """pytest-xdist's loadgroup schedules the largest groups first; here, collection order
+    (see pytest_collection_modifyitems), so that waiting for a build comes last."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
     """Before the other hooks: under pytest-xdist (--dist loadgroup), the tests of a module that
@@ -64,8 +71,11 @@ def pytest_collection_modifyitems(config, items):
     what will not run: start the end-to-end builds, unless this is an xdist worker (the
     controller starts them, pytest_xdist_node_collection_finished)."""
     for item in items:
-        if _shares_fixture(item):
+        if _shares_fixture(item) and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    # The tests that wait for an end-to-end build last: the workers run every other test while
+    # the builds run (xdist then schedules in collection order: pytest_configure).
+    items.sort(key=lambda item: item.path.stem in BACKGROUND_BUILDS)
     result = yield
     if not config.option.collectonly and not hasattr(config, "workerinput"):
         _start_builds(config, {item.path.stem for item in items})

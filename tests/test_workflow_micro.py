@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -81,7 +82,10 @@ def start_builds(base: Path) -> None:
     if not background.claim(base):
         return
     snake, dvc = micro_copy(base / "snakemake"), micro_copy(base / "dvc")
-    background.start([*WARM, "snakemake", "--cores", "2"], snake, base, "snakemake")
+    # When the snakemake build is done, a copy of it for the DVC experiments test, which changes
+    # its copy (a commit, an experiment) while the other tests read theirs on the other worker.
+    build = f"{shlex.join([*WARM, 'snakemake', '--cores', '2'])} && cp -a ../snakemake ../experiments"
+    background.start(["bash", "-c", build], snake, base, "snakemake")
     background.start([*WARM, sys.executable, "-m", "dvc", "repro"], dvc, base, "dvc")
 
 
@@ -92,6 +96,13 @@ def builds(request) -> tuple[Path, Path]:
     start_builds(base)  # if conftest did not (a single test run)
     background.wait(base, ("snakemake", "dvc"), BUILD_TIMEOUT)
     return base / "snakemake", base / "dvc"
+
+
+@pytest.fixture(scope="module")
+def experiments(builds) -> Path:
+    """A copy of the snakemake build (a sibling: the same default DVC remote), the experiments
+    test's own."""
+    return builds[0].parent / "experiments"
 
 
 def figure_names(repo: Path) -> list[str]:
@@ -172,8 +183,9 @@ def test_push_then_pull_in_a_fresh_clone_leaves_nothing_to_do(builds):
 
 
 @pytest.mark.slow
-def test_dvc_metrics_plots_params_and_experiments(builds, tmp_path):
-    snake, _ = builds
+@pytest.mark.xdist_group("test_workflow_micro_experiments")  # beside the other follow-ups (its own copy)
+def test_dvc_metrics_plots_params_and_experiments(experiments, tmp_path):
+    snake = experiments
     git(snake, "add", "-A")  # the fork's record of its build: dvc.lock
     git(snake, "commit", "-q", "-m", "build")
 
