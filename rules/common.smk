@@ -191,8 +191,8 @@ def launcher(group):
 # --- scoring (rules/score.smk) ---
 
 SCORE = config.get("score", {})
-# Metrics of rule `score` (judge has its own rule, with the same output path pattern).
-SCORE_RULE_METRICS = [m for m in SCORE.get("metrics", []) if m != "judge"]
+# Metrics of rule `score`.
+SCORE_RULE_METRICS = list(SCORE.get("metrics", []))
 # Which inputs each metric reads, from the package (the command checks the same table).
 from pruneforget.metrics.inputs import NEEDS as METRIC_NEEDS, PAIRED as PAIRED_METRICS
 

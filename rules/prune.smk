@@ -45,6 +45,7 @@ rule prune_aptp:
     params:
         prune=lambda wc: section("prune"),
         budget=lambda wc: int(wc.budget) / 100,
+        launch=launcher("aptp"),
     threads: threads_of("aptp")
     resources:
         **resources_of("aptp"),
@@ -55,7 +56,7 @@ rule prune_aptp:
     conda:
         CONDA_ENV
     shell:
-        "python -m pruneforget prune-aptp --base {input.base} --data {input.data} --budget {params.budget} "
+        "{params.launch} prune-aptp --base {input.base} --data {input.data} --budget {params.budget} "
         "--params {params.prune:q} --out {output} > {log} 2>&1"
 
 

@@ -2,61 +2,13 @@
 
     results/{scale}/scores/{model}/{promptset}/{metric}.json
 
-`score.metrics` says which metrics a scale measures; `judge` keeps its own rule (the teacher
-figure reads it), every other metric goes through rule `score`. Which inputs a metric reads is
+`score.metrics` says which metrics a scale measures; each goes through rule `score` (the judge
+scores of a model's sample bundle through rule `score_bundle`, in one job). Which inputs a metric reads is
 `pruneforget.metrics.inputs.NEEDS` (the command checks the same table); the paths are made here.
 At the paper scale two rules make the inputs the scores need: the COCO val2017 FID statistics
 (once) and the downloaded NSFW prompt sets. Their path helpers (score_inputs, ...) live in
 rules/common.smk.
 """
-
-rule judge:
-    """Score a tiny-world sample set with the ground-truth evaluator (style, shape, colour)."""
-    input:
-        samples="results/{scale}/samples/{model}/{promptset}",
-        evaluator="results/{scale}/evaluator",
-    output:
-        "results/{scale}/scores/{model}/{promptset}/judge.json",
-    threads: threads_of("score")
-    resources:
-        **resources_of("score"),
-    log:
-        "logs/{scale}/judge/{model}/{promptset}.log",
-    benchmark:
-        "benchmarks/{scale}/judge/{model}/{promptset}.tsv"
-    conda:
-        CONDA_ENV
-    shell:
-        "python -m pruneforget judge --samples {input.samples} --evaluator {input.evaluator} "
-        "--out {output} > {log} 2>&1"
-
-
-if SAMPLE_BUNDLE and "judge" in SCORE.get("metrics", []):
-
-    ruleorder: judge_bundle > judge
-
-    rule judge_bundle:
-        """Judge every set of `sample.bundle` of one model in one job (rule sample_bundle made
-        them together; a job's start-up is most of judging one set)."""
-        input:
-            samples=[f"results/{{scale}}/samples/{{model}}/{name}" for name in SAMPLE_BUNDLE],
-            evaluator="results/{scale}/evaluator",
-        output:
-            [f"results/{{scale}}/scores/{{model}}/{name}/judge.json" for name in SAMPLE_BUNDLE],
-        params:
-            pairs=lambda wc, input, output: " ".join(f"--samples {s} --out {o}" for s, o in zip(input.samples, output)),
-        threads: threads_of("score")
-        resources:
-            **resources_of("score"),
-        log:
-            "logs/{scale}/judge_bundle/{model}.log",
-        benchmark:
-            "benchmarks/{scale}/judge_bundle/{model}.tsv"
-        conda:
-            CONDA_ENV
-        shell:
-            "python -m pruneforget judge {params.pairs} --evaluator {input.evaluator} > {log} 2>&1"
-
 
 if SCORE_RULE_METRICS:
 
@@ -83,6 +35,36 @@ if SCORE_RULE_METRICS:
         shell:
             "python -m pruneforget score --metric {wildcards.metric} {params.flags} "
             "--params {params.score:q} --out {output} > {log} 2>&1"
+
+
+if SAMPLE_BUNDLE and "judge" in SCORE_RULE_METRICS:
+
+    ruleorder: score_bundle > score
+
+    rule score_bundle:
+        """Judge every set of `sample.bundle` of one model in one job (rule sample_bundle made
+        them together; a job's start-up is most of judging one set): `score --metric judge` with
+        one --samples / --out pair per set."""
+        input:
+            samples=[f"results/{{scale}}/samples/{{model}}/{name}" for name in SAMPLE_BUNDLE],
+            evaluator="results/{scale}/evaluator",
+        output:
+            [f"results/{{scale}}/scores/{{model}}/{name}/judge.json" for name in SAMPLE_BUNDLE],
+        params:
+            score=lambda wc: section("score"),
+            pairs=lambda wc, input, output: " ".join(f"--samples {s} --out {o}" for s, o in zip(input.samples, output)),
+        threads: threads_of("score")
+        resources:
+            **resources_of("score"),
+        log:
+            "logs/{scale}/score_bundle/{model}.log",
+        benchmark:
+            "benchmarks/{scale}/score_bundle/{model}.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pruneforget score --metric judge {params.pairs} --evaluator {input.evaluator} "
+            "--params {params.score:q} > {log} 2>&1"
 
 
 if "fid" in SCORE.get("metrics", []):

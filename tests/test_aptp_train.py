@@ -68,6 +68,8 @@ def test_resource_loss_moves_the_experts_mac_ratio_to_the_budget(tiny_pipe, data
     assert abs(np.mean(after) - 0.6) < abs(np.mean(before) - 0.6) / 2, after
     log = pd.read_csv(tmp_path / "metrics.csv")
     assert list(log["step"]) == [10, 20, 30, 40, 50, 60] and log["noise"].iloc[-1] == 0.0
+    assert list(log["pretrain"]) == [0.0] * 6 and (log["mac_ratio"] < 1).all()
+    assert json.loads((tmp_path / "cost.json").read_text())["objectives"]["aptp"]["steps"] == 60
     # the teacher stayed frozen: only the router learned
     assert not any(p.requires_grad for p in tiny_pipe.unet.parameters())
 
@@ -107,9 +109,9 @@ def test_prune_aptp_then_extract_expert_and_route(base_dir, data_dir, tmp_path, 
     main(["prune-aptp", "--base", str(base_dir), "--data", str(data_dir), "--budget", "0.6",
           "--params", json.dumps(PRUNE), "--out", str(out)])
     for name in ["router.safetensors", "router_config.json", "codes/code-0.json", "codes/code-1.json",
-                 "metrics.csv", "run_config.json"]:
+                 "metrics.csv", "cost.json", "run_config.json"]:
         assert (out / name).exists(), name
-    assert not (out / "checkpoint.pt").exists()
+    assert not (out / "checkpoints").exists()
     info = json.loads((out / "experts.json").read_text())
     experts = info["experts"]
     assert [e["index"] for e in experts] == [0, 1] and sum(e["train_prompts"] for e in experts) == 16  # every caption of train.csv
@@ -144,14 +146,14 @@ def test_prune_aptp_then_extract_expert_and_route(base_dir, data_dir, tmp_path, 
 
 
 def test_prune_aptp_resumes_where_a_crashed_run_stopped(tiny_pipe, data_dir, tmp_path, monkeypatch):
-    import pruneforget.prune.aptp_train as aptp_train
+    import pruneforget.train.loop as loop
 
-    cfg = {**APTP, "steps": 8, "pretrain_steps": 2, "checkpoint_every": 4}
+    cfg = {**APTP, "steps": 8, "pretrain_steps": 2, "checkpoint_every": 4, "log_every": 1}
     table = pd.read_csv(data_dir / "train.csv")
     groups, macs, encoder, full = _setup(tiny_pipe, cfg)
     train_aptp(tiny_pipe, full, encoder, groups, macs, table, data_dir, cfg, 0.6, tmp_path / "full")
 
-    original = aptp_train.save_checkpoint
+    original = loop.save_checkpoint
 
     def save_then_crash(*args, **kwargs):
         original(*args, **kwargs)
@@ -159,11 +161,13 @@ def test_prune_aptp_resumes_where_a_crashed_run_stopped(tiny_pipe, data_dir, tmp
 
     _, _, _, cut = _setup(tiny_pipe, cfg)
     with monkeypatch.context() as m:
-        m.setattr(aptp_train, "save_checkpoint", save_then_crash)
+        m.setattr(loop, "save_checkpoint", save_then_crash)
         with pytest.raises(KeyboardInterrupt):
             train_aptp(tiny_pipe, cut, encoder, groups, macs, table, data_dir, cfg, 0.6, tmp_path / "cut")
     _, _, _, resumed = _setup(tiny_pipe, cfg)  # a fresh process: the router comes from the checkpoint
     train_aptp(tiny_pipe, resumed, encoder, groups, macs, table, data_dir, cfg, 0.6, tmp_path / "cut")
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full/metrics.csv"), pd.read_csv(tmp_path / "cut/metrics.csv"))
+    logs = [pd.read_csv(tmp_path / run / "metrics.csv").drop(columns="seconds") for run in ("full", "cut")]
+    pd.testing.assert_frame_equal(*logs)
+    assert list(logs[0]["pretrain"]) == [1.0, 1.0] + [0.0] * 6  # the schedule followed the global step

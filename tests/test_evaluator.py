@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from pruneforget.metrics.evaluator import load_evaluator, save_evaluator
-from pruneforget.metrics.evaluator_train import held_out_accuracy, train_evaluator
-from pruneforget.metrics.judge import judge_samples
+from pruneforget.train.classifier import held_out_accuracy, train_evaluator
+from pruneforget.cli import main
 from pruneforget.world.build import build_tiny
 from pruneforget.world.tables import load_images, read_table, read_world
 from test_world import small_world
@@ -40,7 +40,8 @@ def world(tmp_path_factory) -> Path:
 def trained(world, tmp_path_factory):
     torch.set_num_threads(1)
     train = read_table(world, "train")
-    evaluator = train_evaluator(load_images(world, train), train, read_world(world)["labels"], PARAMS, progress=False)
+    evaluator = train_evaluator(load_images(world, train), train, read_world(world)["labels"], PARAMS,
+                                tmp_path_factory.mktemp("eval") / "work", progress=False)
     out = tmp_path_factory.mktemp("eval") / "evaluator"
     save_evaluator(evaluator, out)
     return evaluator, out
@@ -85,49 +86,59 @@ def _sample_dir(world: Path, out: Path, relabel: dict[str, str] | None = None) -
     return out
 
 
+def judge(samples: Path, evaluator: Path) -> dict:
+    """The `judge` metric of `score` on one sample set, in this process."""
+    out = samples.parent / f"{samples.name}-judge.json"
+    main(["score", "--metric", "judge", "--samples", str(samples), "--evaluator", str(evaluator),
+          "--params", json.dumps({"metrics": ["judge"]}), "--out", str(out)])
+    return json.loads(out.read_text())
+
+
+def per_style(score: dict) -> dict[str, dict]:
+    return {row["style"]: row for row in score["per_item"]}
+
+
 def test_judge_scores_real_images_near_one(world, trained, tmp_path):
-    score = judge_samples(_sample_dir(world, tmp_path / "s"), load_evaluator(trained[1]))
-    assert score["metric"] == "tiny_judge" and score["n"] == 48
+    score = judge(_sample_dir(world, tmp_path / "s"), trained[1])
+    assert score["metric"] == "judge" and score["n"] == 48
     assert min(score["value"].values()) >= 0.95
-    assert set(score["per_style"]) == set(STYLES)
+    assert set(per_style(score)) == set(STYLES)
 
 
 def test_judge_scores_mislabeled_images_low(world, trained, tmp_path):
     # Every style label moved to the next style: the style accuracy collapses, content does not.
     shift = dict(zip(STYLES, STYLES[1:] + STYLES[:1]))
-    score = judge_samples(_sample_dir(world, tmp_path / "s", shift), load_evaluator(trained[1]))
+    score = judge(_sample_dir(world, tmp_path / "s", shift), trained[1])
     assert score["value"]["style_acc"] <= 0.1
     assert score["value"]["shape_acc"] >= 0.95
     # Where the "stripes"-labelled images went: predicted as plain, which they are.
-    assert score["per_style"]["stripes"]["predicted_style"].get("plain", 0) >= 0.9
+    assert per_style(score)["stripes"]["predicted_style"].get("plain", 0) >= 0.9
 
 
 def test_judge_rejects_labels_from_another_world(world, trained, tmp_path):
     samples = _sample_dir(world, tmp_path / "s", {"plain": "impressionism"})
-    with pytest.raises(ValueError, match="impressionism"):
-        judge_samples(samples, load_evaluator(trained[1]))
+    with pytest.raises(SystemExit, match="impressionism"):
+        judge(samples, trained[1])
+    assert not (tmp_path / "s-judge.json").exists()
 
 
-def test_judge_cli_writes_score_json(world, trained, tmp_path):
-    samples = _sample_dir(world, tmp_path / "s")
-    out = tmp_path / "score.json"
-    subprocess.run([sys.executable, "-m", "pruneforget", "judge", "--samples", str(samples),
-                    "--evaluator", str(trained[1]), "--out", str(out)], check=True, capture_output=True)
-    score = json.loads(out.read_text())
-    assert set(score) == {"metric", "version", "inputs", "value", "per_style", "n"}
+def test_judge_writes_the_score_document(world, trained, tmp_path):
+    score = judge(_sample_dir(world, tmp_path / "s"), trained[1])
+    assert set(score) == {"metric", "version", "inputs", "value", "per_item", "n"}
     assert set(score["value"]) == {"style_acc", "shape_acc", "colour_acc"}
 
 
-def test_judge_cli_judges_a_bundle_as_each_set_alone_and_a_bad_set_writes_none(world, trained, tmp_path):
-    """`judge --samples A --out A.json --samples B --out B.json` (rule judge_bundle) writes what two
-    single-set calls write; with one set unjudgeable it writes neither."""
+def test_score_judges_a_bundle_as_each_set_alone_and_a_bad_set_writes_none(world, trained, tmp_path):
+    """`score --metric judge --samples A --out A.json --samples B --out B.json` (rule score_bundle)
+    writes what two single-set calls write; with one set unjudgeable it writes neither."""
     good = _sample_dir(world, tmp_path / "good")
     shifted = _sample_dir(world, tmp_path / "shifted", {"plain": "stripes"})
     bad = _sample_dir(world, tmp_path / "bad", {"plain": "impressionism"})
 
     def judge(*pairs):
         args = [a for samples, out in pairs for a in ("--samples", str(samples), "--out", str(out))]
-        return subprocess.run([sys.executable, "-m", "pruneforget", "judge", *args, "--evaluator", str(trained[1])],
+        return subprocess.run([sys.executable, "-m", "pruneforget", "score", "--metric", "judge", *args,
+                               "--evaluator", str(trained[1]), "--params", json.dumps({"metrics": ["judge"]})],
                               capture_output=True, text=True)
 
     for name, samples in (("good", good), ("shifted", shifted)):

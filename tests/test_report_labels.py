@@ -12,8 +12,8 @@ from pruneforget.report.labels import label_counts, label_decrease_table
 
 
 def judge(per_style: dict) -> dict:
-    return {"metric": "tiny_judge", "value": {}, "per_style": {
-        s: {"n": n, "style_acc": 0.0, "predicted_style": shares} for s, (n, shares) in per_style.items()}}
+    return {"metric": "judge", "value": {}, "per_item": [
+        {"style": s, "n": n, "style_acc": 0.0, "predicted_style": shares} for s, (n, shares) in per_style.items()]}
 
 
 def test_judge_label_counts_add_predicted_shares_over_prompted_styles():
@@ -43,13 +43,13 @@ def test_label_decrease_against_the_teacher_by_hand(tmp_path):
 
 
 def test_fig7_from_judge_score_files(tmp_path):
-    paths = [write_score(tmp_path, "base", "val", "judge", {"style_acc": 1.0}, metric_name="tiny_judge",
-                         per_style={"stripes": {"n": 4, "predicted_style": {"stripes": 1.0}},
-                                    "dots": {"n": 4, "predicted_style": {"dots": 1.0}}}),
-             write_score(tmp_path, "bilevel-global-s0", "val", "judge", {"style_acc": 0.5}, metric_name="tiny_judge",
-                         per_style={"stripes": {"n": 4, "predicted_style": {"plain": 0.75, "stripes": 0.25}},
-                                    "dots": {"n": 4, "predicted_style": {"dots": 1.0}}})]
-    assert read_json(paths[0])["metric"] == "tiny_judge"
+    paths = [write_score(tmp_path, "base", "val", "judge", {"style_acc": 1.0},
+                         per_item=[{"style": "stripes", "n": 4, "predicted_style": {"stripes": 1.0}},
+                                   {"style": "dots", "n": 4, "predicted_style": {"dots": 1.0}}]),
+             write_score(tmp_path, "bilevel-global-s0", "val", "judge", {"style_acc": 0.5},
+                         per_item=[{"style": "stripes", "n": 4, "predicted_style": {"plain": 0.75, "stripes": 0.25}},
+                                   {"style": "dots", "n": 4, "predicted_style": {"dots": 1.0}}])]
+    assert read_json(paths[0])["metric"] == "judge"
     spec = {"figure": "fig7", "kind": "label_decrease", "title": "t", "seeds": [0], "reference": "base",
             "metric": "judge", "promptsets": ["val"], "labels": None, "rows": [{"label": "bilevel", "model": "bilevel-global"}]}
     fig, frame = build_figure(spec, scores=paths)

@@ -31,7 +31,7 @@ FRECH = {("bilevel-artists", 0): 3.0, ("bilevel-artists", 1): 5.0, ("bilevel-art
 
 
 def write_table1_scores(root, skip=()) -> list:
-    paths = [write_score(root, "base", p, "judge", {"style_acc": 0.95, "shape_acc": 1.0}, metric_name="tiny_judge")
+    paths = [write_score(root, "base", p, "judge", {"style_acc": 0.95, "shape_acc": 1.0})
              for p in ("remove_a", "remove_b")]
     paths.append(write_score(root, "base", "val", "frechet", 1.5))
     for (stem, seed), (a, b) in STYLE.items():

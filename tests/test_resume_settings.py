@@ -113,11 +113,11 @@ def _same_weights(a: Path, b: Path, part: str) -> bool:
 
 @pytest.mark.parametrize("key,value", [("lr", 5e-3), ("steps", 2)])
 def test_teacher_checkpoint_of_other_settings_is_not_resumed(micro_world, tmp_path, monkeypatch, capsys, key, value):
-    import pruneforget.train.base as base_module
+    import pruneforget.train.loop as loop
 
     root, base = micro_world
     with monkeypatch.context() as m:
-        _crash_after_first_checkpoint(m, base_module)
+        _crash_after_first_checkpoint(m, loop)
         with pytest.raises(Crash):
             _train_base(root, base, tmp_path / "cut")
     changed = json.loads(json.dumps(base))
@@ -132,7 +132,7 @@ def test_teacher_checkpoint_of_other_settings_is_not_resumed(micro_world, tmp_pa
 
 
 def test_vae_checkpoint_of_other_settings_is_not_resumed(micro_world, tmp_path, monkeypatch, capsys):
-    import pruneforget.train.vae as vae_module
+    import pruneforget.train.loop as loop
 
     root, base = micro_world
     params = json.loads(json.dumps(base))
@@ -142,7 +142,7 @@ def test_vae_checkpoint_of_other_settings_is_not_resumed(micro_world, tmp_path, 
         main(["train-vae", "--data", str(root / "data"), "--params", json.dumps(p), "--out", str(tmp_path / out)])
 
     with monkeypatch.context() as m:
-        _crash_after_first_checkpoint(m, vae_module)
+        _crash_after_first_checkpoint(m, loop)
         with pytest.raises(Crash):
             train_vae(params, "cut")
     changed = json.loads(json.dumps(params))
@@ -267,15 +267,16 @@ def test_a_bad_prompt_set_is_refused_before_the_model_loads(tmp_path, monkeypatc
 # ---- a corrupted checkpoint names the work directory to delete --------------------------------------
 
 def test_a_corrupted_teacher_checkpoint_names_the_work_directory(micro_world, tmp_path, monkeypatch):
-    import pruneforget.train.base as base_module
+    import pruneforget.train.loop as loop
 
     root, base = micro_world
     with monkeypatch.context() as m:
-        _crash_after_first_checkpoint(m, base_module)
+        _crash_after_first_checkpoint(m, loop)
         with pytest.raises(Crash):
             _train_base(root, base, tmp_path / "cut")
     work = resumable_work_path(tmp_path / "cut")
-    (work / "checkpoint.pt").write_bytes((work / "checkpoint.pt").read_bytes()[:100])
+    for f in (work / "checkpoints").rglob("*.safetensors"):
+        f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(RuntimeError, match=f"delete the work directory {work}".replace(".", r"\.")):
         _train_base(root, base, tmp_path / "cut")
 

@@ -38,7 +38,8 @@ def test_tiny_score_jobs_get_the_inputs_their_metric_needs(tmp_path):
     assert cp == ("--samples results/tiny/samples/base/remove_dots --evaluator results/tiny/evaluator "
                   "--reference results/tiny/samples/base/remove_dots")
     assert re.search(r"score --metric denoising_error --model results/tiny/base --data results/tiny/data --params", out)
-    assert "pruneforget judge --samples results/tiny/samples/base/val" in out  # judge keeps its own rule
+    assert re.search(r"score --metric judge --samples results/tiny/samples/base/val --evaluator results/tiny/evaluator "
+                     r"--params .* --out results/tiny/scores/base/val/judge.json", out)  # a metric of `score`
     # evaluation prompts (one bundle job: sample.bundle) are drawn seeds_per_prompt times; the held-out captions once
     assert re.search(r"sample --model results/tiny/base .*--prompts results/tiny/data/prompts/remove_dots.csv "
                      r'--out results/tiny/samples/base/remove_dots .*"seeds_per_prompt": 8.* --limit 12 >', out)

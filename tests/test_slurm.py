@@ -124,7 +124,7 @@ def test_every_job_but_the_local_plots_ran_inside_slurm(chain):
         assert len(re.findall(r"has been submitted with SLURM jobid", log)) == len(remote)
         assert set(local) <= {"report_base"}, local
     rc, log, jobs = chain["second"]
-    assert {"train_base", "sample", "judge", "prune_static"} <= set(_executed(log)[0])
+    assert {"train_base", "sample", "score", "prune_static"} <= set(_executed(log)[0])
     assert all(state == "COMPLETED" for _, state in jobs.values()), jobs
     assert "report_base" in _executed(log)[1]
 

@@ -32,7 +32,7 @@ def test_slurm_profile_dry_run_builds_the_tiny_dag():
     result = snakemake("--profile", "slurm", "-n", "--forceall")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    for rule in ["prepare_data", "train_evaluator", "train_vae", "train_base", "sample", "judge", "report_base", "report_table1"]:
+    for rule in ["prepare_data", "train_evaluator", "train_vae", "train_base", "sample", "score", "report_base", "report_table1"]:
         assert re.search(rf"^{rule}\s+\d+$", out, re.M), f"{rule} missing from the tiny DAG:\n{out}"
     assert "figures/teacher_quality.pdf" in out and "figures/table1.pdf" in out
 
@@ -147,15 +147,19 @@ def test_only_runs_a_curve_figure_plots_evaluate_while_training():
 
 
 def test_a_bundle_samples_and_judges_a_models_evaluation_sets_in_one_job_each():
-    """With `sample.bundle`, one sample_bundle and one judge_bundle job per model make the seven
+    """With `sample.bundle`, one sample_bundle and one score_bundle job per model make the seven
     evaluation sets (and their judge scores) Table 1 reads; `val` keeps its own sample job."""
     result = snakemake("-n", "-p", "--forceall", "figures/table1.pdf")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("total")[0], re.M))
     models = 19  # the teacher and 6 rows x 3 seeds
-    assert counts["sample_bundle"] == str(models) and counts["judge_bundle"] == str(models)
+    assert counts["sample_bundle"] == str(models) and counts["score_bundle"] == str(models)
     assert counts["sample"] == str(models)  # val, for the Frechet distance
-    assert "judge" not in counts
+    judges = [line for line in out.splitlines() if "score --metric judge " in line]
+    alone = [re.search(r"--samples results/tiny/samples/[\w-]+/(\w+) ", line).group(1)
+             for line in judges if line.count("--samples ") == 1]
+    assert set(alone) <= {"val"}, alone  # every other set's judge score came from its bundle
+    assert sum(line.count("--samples ") == 7 for line in judges) == models
     bundle = next(line for line in out.splitlines() if "pruneforget sample " in line and "remove_dots" in line)
     assert bundle.count("--prompts ") == 7 and bundle.count("--out ") == 7

@@ -4,15 +4,21 @@ four-style world, must draw the style and colour its prompts ask for, far above 
 
 The full bar (>= 90% style, shape and colour on held-out captions at the default config) is
 measured by the workflow itself: results/tiny/scores/base/val/judge.json and
-figures/teacher_quality.pdf."""
+figures/teacher_quality.pdf.
+
+200 UNet steps, not fewer: at 150 the outcome depended on the seed, whichever batching drew the
+samples (random draws before the teacher moved onto the training loop: style 0.97 at seed 0 but
+0.59 at seed 1; seeded epoch order after: colour 0.56 at seed 0, 1.0 at seeds 1 and 2). At 200,
+seed 0 draws style 0.88 and colour 0.81."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pruneforget.metrics.evaluator_train import train_evaluator
-from pruneforget.metrics.judge import judge_samples
+from pruneforget.train.classifier import train_evaluator
+from pruneforget.metrics.judge import judge_set
+from pruneforget.metrics.sample_set import read_sample_set
 from pruneforget.models.load import with_scheduler
 from pruneforget.models.tiny import build_pipeline, build_vae
 from pruneforget.sample import sample_prompt_set, spread_subset
@@ -29,7 +35,7 @@ BASE = {
     "vae": {"block_out_channels": [16, 32], "latent_channels": 4, "norm_num_groups": 8, "steps": 100,
             "batch_size": 32, "lr": 2e-3, "lr_schedule": "cosine", "kl_weight": 1e-6},
     "unet": {"block_out_channels": [32, 64], "layers_per_block": 1, "attention_heads": [2, 4], "norm_num_groups": 8,
-             "steps": 150, "batch_size": 32, "lr": 2e-3, "lr_schedule": "cosine", "warmup_steps": 20,
+             "steps": 200, "batch_size": 32, "lr": 2e-3, "lr_schedule": "cosine", "warmup_steps": 20,
              "caption_dropout": 0.1, "checkpoint_every": 10_000},
 }
 
@@ -43,7 +49,8 @@ def test_briefly_trained_teacher_draws_the_prompted_style_and_colour(tmp_path):
     build_tiny(world, data)
     train = read_table(data, "train")
     images = load_images(data, train)
-    evaluator = train_evaluator(images, train, read_world(data)["labels"], EVALUATOR, progress=False)
+    evaluator = train_evaluator(images, train, read_world(data)["labels"], EVALUATOR, tmp_path / "evaluator",
+                                progress=False)
 
     torch.manual_seed(0)
     vae = train_vae(build_vae(BASE["vae"], image_size=32), images, BASE["vae"], seed=0, work_dir=tmp_path / "vae")
@@ -52,6 +59,6 @@ def test_briefly_trained_teacher_draws_the_prompted_style_and_colour(tmp_path):
     prompts = spread_subset(read_table(data, "val"), 32)  # held-out captions, 8 per style
     sample_prompt_set(with_scheduler(pipe, "ddim"), prompts, tmp_path / "samples", guidance=5.0, steps=15,
                       scheduler="ddim", model_name="proxy", batch_size=32)
-    score = judge_samples(tmp_path / "samples", evaluator)["value"]
+    score = judge_set(read_sample_set(tmp_path / "samples"), evaluator)[0]
     # Chance: 0.25 for style (4 styles), 0.5 for colour.
     assert score["style_acc"] >= 0.75 and score["colour_acc"] >= 0.75, score

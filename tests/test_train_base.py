@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from pruneforget.train.base import diffusion_target, train_teacher
+from pruneforget.models.diffusion import diffusion_target
+from pruneforget.train.base import train_teacher
 from pruneforget.train.vae import train_vae
 
 UNET = {"lr_schedule": "cosine", "steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_steps": 2, "caption_dropout": 0.5, "checkpoint_every": 3}
@@ -36,16 +39,16 @@ def crash_after_first_checkpoint(monkeypatch, module):
 
 
 def test_teacher_resume_reproduces_uninterrupted_run(tiny_pipe, tmp_path, monkeypatch):
-    import pruneforget.train.base as base
+    import pruneforget.train.loop as loop
 
     images, captions = _data()
     state = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
-    train_teacher(tiny_pipe, images, captions, UNET, seed=1, work_dir=tmp_path / "full")
+    train_teacher(tiny_pipe, images, captions, UNET, seed=1, work_dir=tmp_path / "full", progress=False)
     full = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
 
     tiny_pipe.unet.load_state_dict(state)
     with monkeypatch.context() as m:
-        crash_after_first_checkpoint(m, base)
+        crash_after_first_checkpoint(m, loop)
         with pytest.raises(Crash):
             train_teacher(tiny_pipe, images, captions, UNET, seed=1, work_dir=tmp_path / "cut")
     tiny_pipe.unet.load_state_dict(state)  # a fresh process: weights come from the checkpoint
@@ -56,7 +59,7 @@ def test_teacher_resume_reproduces_uninterrupted_run(tiny_pipe, tmp_path, monkey
 
 
 def test_vae_resume_reproduces_uninterrupted_run_and_sets_scaling_factor(tiny_pipe, tmp_path, monkeypatch):
-    import pruneforget.train.vae as vae_module
+    import pruneforget.train.loop as loop
 
     images, _ = _data()
     vae = tiny_pipe.vae
@@ -65,7 +68,7 @@ def test_vae_resume_reproduces_uninterrupted_run_and_sets_scaling_factor(tiny_pi
     full = {k: v.clone() for k, v in vae.state_dict().items()}
     vae.load_state_dict(state)
     with monkeypatch.context() as m:
-        crash_after_first_checkpoint(m, vae_module)
+        crash_after_first_checkpoint(m, loop)
         with pytest.raises(Crash):
             train_vae(vae, images, VAE, seed=2, work_dir=tmp_path / "cut")
     vae.load_state_dict(state)
@@ -79,12 +82,14 @@ def test_vae_resume_reproduces_uninterrupted_run_and_sets_scaling_factor(tiny_pi
 
 def test_teacher_loss_falls_on_a_fixed_pair(tiny_pipe, tmp_path):
     images, captions = _data(n=4)
-    cfg = dict(UNET, steps=60, caption_dropout=0.0, checkpoint_every=1000, lr=3e-3, batch_size=8)
+    cfg = dict(UNET, steps=60, caption_dropout=0.0, checkpoint_every=1000, lr=3e-3, batch_size=8, log_every=1)
     train_teacher(tiny_pipe, images, captions, cfg, seed=0, work_dir=tmp_path)
     import pandas as pd
 
     log = pd.read_csv(tmp_path / "metrics.csv")
-    assert log["loss"].iloc[-1] < 0.8 * log["loss"].iloc[0]
+    assert list(log["objective"].unique()) == ["teacher"] and list(log["step"]) == list(range(1, 61))
+    assert log["total"].iloc[-15:].mean() < 0.8 * log["total"].iloc[:15].mean()
+    assert json.loads((tmp_path / "cost.json").read_text())["objectives"]["teacher"]["steps"] == 60
 
 
 def test_v_prediction_target_matches_its_definition(tiny_pipe):

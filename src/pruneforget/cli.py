@@ -25,7 +25,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-base": ("train_base", "train the tiny Stable-Diffusion-shaped teacher (UNet, DDPM loss, caption dropout)"),
     "fetch-base": ("fetch_base", "copy a pretrained pipeline (hub id or local dir, e.g. SD 2.1) into the workflow"),
     "sample": ("sample", "generate images for a prompt set: PNGs plus a manifest"),
-    "judge": ("judge", "score a tiny-world sample set with the ground-truth evaluator"),
     "report-base": ("report_base", "teacher quality figure: sample grid and evaluator accuracies"),
     "report": ("report", "one table or figure of the paper (figures/NAME.pdf + PNG + CSV) from scores, runs, samples"),
     "finetune": ("finetune", "fine-tune a (pruned) student with distillation (Eq. 8) or the diffusion loss, with periodic evaluation"),

@@ -38,14 +38,13 @@ STAGES = {
     "prepare_data": "world", "train_evaluator": "evaluator", "train_vae": "teacher VAE", "train_base": "teacher UNet",
     "prune_aptp": "pruning", "extract_expert": "pruning", "prune_static": "pruning",
     "finetune": "fine-tuning", "unlearn": "two-stage unlearning", "bilevel": "bilevel",
-    "sample": "sampling", "sample_bundle": "sampling", "judge": "scoring", "judge_bundle": "scoring", "score": "scoring",
+    "sample": "sampling", "sample_bundle": "sampling", "score": "scoring", "score_bundle": "scoring",
 }
 
 # command -> the modules a job of it imports before any work (the CLI, the command, what its run()
 # imports): its start-up, paid once per job
 COMMANDS = {
     "sample": ["pruneforget.cli", "pruneforget.commands.sample"],
-    "judge": ["pruneforget.cli", "pruneforget.commands.judge", "pruneforget.metrics.judge", "pruneforget.metrics.evaluator"],
     "score": ["pruneforget.cli", "pruneforget.commands.score", "pruneforget.metrics.scores_tiny"],
     "finetune": ["pruneforget.cli", "pruneforget.commands.finetune"],
     "report": ["pruneforget.cli", "pruneforget.commands.report", "pruneforget.report.build"],

@@ -2,7 +2,9 @@
 
 Writes router.safetensors + router_config.json, codes/code-<i>.json (each code's hard
 architecture), experts.json (each code's MAC ratio, parameters and routed training prompts),
-metrics.csv and run_config.json. Resumable: a rerun after a crash continues from the last checkpoint.
+metrics.csv, cost.json and run_config.json. Resumable: a rerun after a crash continues from the last
+checkpoint. Under `accelerate launch` each process trains on its share of the batch (DDP) and the
+main process writes the outputs.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
 from pruneforget.cli import parse_params
-from pruneforget.io import command_fingerprint, resumable_dir, write_json
+from pruneforget.io import command_fingerprint, resumable_work_path, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,11 +40,12 @@ def check_inputs(base: Path, data: Path, budget: float, prune: dict) -> None:
         raise ValueError(f"{data}/train.csv is missing; run prepare-data first")
     if cfg["experts"] < 1:
         raise ValueError(f"prune.aptp.experts is {cfg['experts']}; APTP needs at least one architecture code")
-    if cfg["batch_size"] < cfg["experts"]:
-        raise ValueError(
-            f"prune.aptp.batch_size {cfg['batch_size']} < experts {cfg['experts']}: Sinkhorn spreads each batch "
-            "over the codes, so a batch needs at least one prompt per code; raise batch_size"
-        )
+    for key in ("batch_size", "micro_batch_size"):
+        if cfg.get(key, cfg["batch_size"]) < cfg["experts"]:
+            raise ValueError(
+                f"prune.aptp.{key} {cfg[key]} < experts {cfg['experts']}: Sinkhorn spreads each (micro-)batch "
+                f"over the codes, so it needs at least one prompt per code; raise {key}"
+            )
     if cfg["pretrain_steps"] > cfg["steps"]:
         raise ValueError(f"prune.aptp.pretrain_steps {cfg['pretrain_steps']} > steps {cfg['steps']}: the codes would never train")
 
@@ -61,11 +63,14 @@ def run(args: argparse.Namespace) -> None:
     from pruneforget.prune.aptp_train import train_aptp
     from pruneforget.prune.macs import mac_table
     from pruneforget.prune.router import GateLayout, PromptEncoder, Router, RouterConfig, save_router
+    from pruneforget.train.loop import make_accelerator
+    from pruneforget.train.run import run_work_dir
     from pruneforget.world.tables import read_table
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipe = load_pipeline(args.base, device=device)
     cfg, width_groups, latent = prune["aptp"], prune["width_groups"], prune["latent_size"]
+    accelerator = make_accelerator(cfg.get("mixed_precision", "no"), resumable_work_path(args.out))
+    device = accelerator.device
+    pipe = load_pipeline(args.base, device=device)
     groups = prunable_groups(pipe.unet, width_groups)
     # Budgets are measured where every pruner measures them (prune.latent_size, prune.text_len),
     # whatever resolution APTP trains at.
@@ -82,8 +87,10 @@ def run(args: argparse.Namespace) -> None:
     print(f"prune-aptp: {len(groups)} gate groups ({config.layout.dim} gates), {macs.full / 1e9:.3f} GMACs at "
           f"{latent}x{latent} latents, {macs.prunable_full / macs.full:.1%} prunable; budget {args.budget} -> "
           f"keep {target:.3f} of the prunable MACs")
-    with resumable_dir(args.out, command_fingerprint(args), drop=("checkpoint.pt",)) as work:
-        train_aptp(pipe, router, encoder, groups, macs, table, args.data, cfg, args.budget, work)
+    with run_work_dir(args.out, command_fingerprint(args), accelerator) as work:
+        train_aptp(pipe, router, encoder, groups, macs, table, args.data, cfg, args.budget, work, accelerator)
+        if not accelerator.is_main_process:
+            return
         save_router(router, work)
         (work / "codes").mkdir(exist_ok=True)
         for i in range(config.n_codes):

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> None:
     images = load_images(args.data, table)
     torch.manual_seed(args.seed)  # the UNet's initial weights, so a rerun rebuilds the same artifact
     pipe = build_pipeline(cfg, image_size=images.shape[1], vae=vae)
-    with resumable_dir(args.out, command_fingerprint(args), drop=("checkpoint.pt",)) as work:
+    with resumable_dir(args.out, command_fingerprint(args), drop=("checkpoints",)) as work:
         train_teacher(pipe, images, table["caption"].tolist(), cfg["unet"], args.seed, work)
         pipe.save_pretrained(work)
         # No timings here: artifacts must be byte-identical on a rebuild (Snakemake's benchmark

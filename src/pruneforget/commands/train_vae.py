@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> None:
     images = load_images(args.data, table)
     # Checkpoints live in the work directory, so a crashed run resumes where it stopped.
     torch.manual_seed(args.seed)  # the initial weights, so a rerun rebuilds the same artifact
-    with resumable_dir(args.out, command_fingerprint(args), drop=("checkpoint.pt",)) as work:
+    with resumable_dir(args.out, command_fingerprint(args), drop=("checkpoints",)) as work:
         vae = train_vae(build_vae(cfg, image_size=images.shape[1]), images, cfg, args.seed, work)
         vae.save_pretrained(work)
         write_json(work / "train_info.json", {"steps": cfg["steps"], "images": len(images), "scaling_factor": vae.config.scaling_factor})

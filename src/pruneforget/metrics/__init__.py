@@ -1,6 +1,6 @@
 """Metrics.
 
-    evaluator.py, evaluator_train.py  the tiny world's ground-truth style/shape/colour classifier
+    evaluator.py   the tiny world's ground-truth style/shape/colour classifier (trained by train/classifier.py)
     judge.py       a sample set's evaluator accuracies (the tiny world's judge)
     frechet.py     Frechet distance of feature sets (tiny: evaluator features); clean-fid FID (paper)
     cp_score.py    the CP score: share of prompts whose similarity fell below the reference model's

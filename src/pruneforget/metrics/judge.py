@@ -8,18 +8,15 @@ the other styles survived; shape and colour accuracy say whether the content sur
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from pruneforget.metrics.evaluator import Evaluator
-from pruneforget.sample import MANIFEST_COLUMNS, expand_seeds, generate, prompt_seeds
+from pruneforget.metrics.sample_set import SampleSet, load_images
+from pruneforget.sample import expand_seeds, generate, prompt_seeds
 from pruneforget.world.tables import LABEL_COLUMNS
 
-JUDGE_METRIC, JUDGE_VERSION = "tiny_judge", 1
+JUDGE_VERSION = 1
 
 
 def score_predictions(predicted: dict[str, list[str]], truth: pd.DataFrame,
@@ -51,21 +48,10 @@ def score_predictions(predicted: dict[str, list[str]], truth: pd.DataFrame,
     return value, per_style
 
 
-def judge_samples(samples_dir: str | os.PathLike, evaluator: Evaluator) -> dict:
-    """Score a sample set directory (PNGs + manifest.csv with label columns) with `evaluator`.
-
-    Returns the score JSON body: metric, version, value (per-head accuracy), per_style, n."""
-    root = Path(samples_dir)
-    manifest = pd.read_csv(root / "manifest.csv", dtype={c: str for c in LABEL_COLUMNS}, keep_default_na=False)
-    if "file" not in manifest.columns:
-        raise ValueError(f"{root / 'manifest.csv'} has no 'file' column (expected {MANIFEST_COLUMNS} + labels)")
-    if manifest.empty:
-        raise ValueError(f"{root / 'manifest.csv'} has no rows")
-    images = [Image.open(root / f).convert("RGB") for f in manifest["file"]]
-    value, per_style = score_predictions(evaluator.predict(images), manifest, evaluator.labels)
-    models = sorted(set(manifest["model"].astype(str))) if "model" in manifest.columns else []
-    return {"metric": JUDGE_METRIC, "version": JUDGE_VERSION, "value": value, "per_style": per_style,
-            "n": len(manifest), "models": models}
+def judge_set(samples: SampleSet, evaluator: Evaluator) -> tuple[dict, dict]:
+    """(value, per_style) of `score_predictions` for a sample set's images against the labels of
+    its manifest: the `judge` metric of `score`."""
+    return score_predictions(evaluator.predict(load_images(samples.paths)), samples.manifest, evaluator.labels)
 
 
 def judge_pipeline(pipe, evaluator: Evaluator, prompts: pd.DataFrame, seeds_per_prompt: int,

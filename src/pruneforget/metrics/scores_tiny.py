@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pruneforget.metrics import unlearning as U
 from pruneforget.metrics.evaluator import Evaluator, load_evaluator
-from pruneforget.metrics.judge import JUDGE_VERSION, score_predictions
+from pruneforget.metrics.judge import JUDGE_VERSION, judge_set
 from pruneforget.metrics.sample_set import SampleSet, load_images, pair_sample_sets
 from pruneforget.metrics.inputs import NEEDS
 from pruneforget.metrics.scoring import Metric, Result, ScoreInputError, ScoreInputs
@@ -30,9 +30,7 @@ def _predict(samples: SampleSet, evaluator: Evaluator):
 
 def judge(inputs: ScoreInputs, params: dict) -> Result:
     """Evaluator accuracies per head (style, shape, colour), per intended style as per_item."""
-    ev = _evaluator(inputs)
-    _, predicted = _predict(inputs.samples, ev)
-    value, per_style = score_predictions(predicted, inputs.samples.manifest, ev.labels)
+    value, per_style = judge_set(inputs.samples, _evaluator(inputs))
     return value, [{"style": s, **v} for s, v in per_style.items()], len(inputs.samples)
 
 

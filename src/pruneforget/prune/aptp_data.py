@@ -8,7 +8,7 @@ than the whole set up front: the same code serves both scales.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,8 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from pruneforget.models.diffusion import diffusion_target, encode_captions, encode_latents
+from pruneforget.models.diffusion import encode_latents
+from pruneforget.train.batches import EpochOrder, denoising_batch, sample_generator
 
 
 def load_square_images(data_dir: str | Path, paths: list[str], size: int) -> np.ndarray:
@@ -54,27 +55,33 @@ class CaptionCache:
         return out
 
 
-def draw_batch(
-    pipe, scheduler, table: pd.DataFrame, data_dir: str | Path, size: int, batch_size: int,
-    generator: torch.Generator, text_cache: CaptionCache | None = None,
-) -> dict[str, Tensor | list[str]]:
-    """One denoising batch (noise from the training `scheduler`): random rows of `table`, their
-    latents x0 (a posterior sample, scaled), noise, timesteps, x_t, the diffusion target, the
-    text embeddings (through `text_cache` when given) and the captions."""
-    idx = torch.randint(len(table), (batch_size,), generator=generator).tolist()
-    rows = table.iloc[idx]
-    captions = rows["caption"].tolist()
-    text = text_cache(captions) if text_cache is not None else encode_captions(pipe, captions)
-    # encode_latents / encode_captions return CPU float32; the noise is drawn there too (seeded).
-    mean, std = encode_latents(pipe, load_square_images(data_dir, rows["image"].tolist(), size))
-    x0 = (mean + std * torch.randn(mean.shape, generator=generator)) * pipe.vae.config.scaling_factor
-    noise = torch.randn(x0.shape, generator=generator)
-    t = torch.randint(scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
-    device, dtype = pipe.unet.device, pipe.unet.dtype
-    return {
-        "noisy": scheduler.add_noise(x0, noise, t).to(device, dtype),
-        "target": diffusion_target(scheduler, x0, noise, t).to(device),
-        "timesteps": t.to(device),
-        "text": text.to(device, dtype),
-        "captions": captions,
-    }
+class AptpBatches:
+    """Sample position p -> one APTP training sample, every draw a function of (seed, p) only
+    (train/batches.py): a row of `table` in seeded epoch order, its latent x0 (a posterior sample,
+    scaled), noise and timestep, x_t and the diffusion target, the caption's text embedding
+    (through `text_cache`) and its prompt-encoder embedding (through `prompt_cache`). A batch
+    also carries `gate_seed`, the seed of its gates' Gumbel noise."""
+
+    def __init__(self, pipe, scheduler, table: pd.DataFrame, data_dir: str | Path, size: int, seed: int,
+                 text_cache: CaptionCache, prompt_cache: CaptionCache):
+        self.pipe, self.scheduler, self.table, self.root, self.size, self.seed = pipe, scheduler, table, Path(data_dir), size, seed
+        self.text_cache, self.prompt_cache = text_cache, prompt_cache
+        self.order = EpochOrder(len(table), seed)
+
+    @torch.no_grad()
+    def __call__(self, positions: Sequence[int]) -> dict:
+        rows = self.table.iloc[[self.order(p) for p in positions]]
+        captions = rows["caption"].tolist()
+        # encode_latents / encode_captions return CPU float32; the noise is drawn there too (seeded).
+        mean, std = encode_latents(self.pipe, load_square_images(self.root, rows["image"].tolist(), self.size))
+        z, noise, t = [], [], []
+        for p in positions:
+            g = sample_generator(self.seed, p)
+            z.append(torch.randn(mean.shape[1:], generator=g))
+            noise.append(torch.randn(mean.shape[1:], generator=g))
+            t.append(int(torch.randint(self.scheduler.config.num_train_timesteps, (1,), generator=g)))
+        x0 = (mean + std * torch.stack(z)) * self.pipe.vae.config.scaling_factor
+        batch = denoising_batch(self.scheduler, x0, torch.stack(noise), torch.tensor(t), self.text_cache(captions))
+        batch["prompts"] = self.prompt_cache(captions).float().cpu()
+        batch["gate_seed"] = sample_generator(self.seed, positions[0], stream=2).initial_seed()
+        return batch

@@ -13,6 +13,10 @@ router learns:
 
 Loss per step (`aptp_losses.aptp_objective`): DDPM (Min-SNR) + w_res * |log(mean r / p')|
 + w_con * contrastive + w_out * output KD + w_block * block KD.
+
+One objective ("aptp") of the training loop (train/loop.py): accelerate checkpoints, DDP, mixed
+precision, gradient accumulation and the cost record, as fine-tuning has them. Under DDP or
+accumulation, Sinkhorn balances each micro-batch over the codes (`micro_batch_size` >= experts).
 """
 
 from __future__ import annotations
@@ -23,21 +27,23 @@ from pathlib import Path
 import pandas as pd
 import torch
 from diffusers import DDPMScheduler
-from diffusers.optimization import get_scheduler
-from tqdm.auto import trange
+from torch import Tensor, nn
 
 from pruneforget.models.diffusion import encode_captions
-from pruneforget.prune.aptp_data import CaptionCache, draw_batch
+from pruneforget.prune.aptp_data import AptpBatches, CaptionCache
 from pruneforget.prune.aptp_losses import aptp_objective, contrastive_loss, prunable_target, resource_loss
 from pruneforget.prune.gates import gated
 from pruneforget.prune.macs import MacTable
 from pruneforget.prune.router import PromptEncoder, Router
-from pruneforget.train.checkpoint import load_checkpoint, save_checkpoint
 from pruneforget.train.features import BlockFeatures
+from pruneforget.train.finetune import accumulation_steps
+from pruneforget.train.loop import make_accelerator, train
 from pruneforget.train.losses import diffusion_loss, feature_kd, output_kd
-from pruneforget.train.metrics_log import CsvLog
+from pruneforget.train.objective import LoopSettings, Objective, constant_schedule
 
 TERMS = ["diffusion", "resource", "contrastive", "output_kd", "block_kd"]
+# Logged beside the terms (metrics.csv): the MAC ratios the gates gave, and the schedule's state.
+MONITORS = ["prunable_ratio", "mac_ratio", "pretrain", "noise"]
 
 
 def learning_rate(cfg: dict) -> float:
@@ -97,49 +103,54 @@ def aptp_step_losses(
     return terms, ratios.detach()
 
 
+class AptpStep(nn.Module):
+    """One APTP step's loss terms as the forward of a module that holds only the router, so DDP
+    can wrap it (DDP hooks `forward`) and checkpoints hold the router alone. The frozen teacher
+    UNet is kept outside the module's parameters and state."""
+
+    def __init__(self, router: Router, unet, groups, macs: MacTable, scheduler, cfg: dict, target: float):
+        super().__init__()
+        self.router = router
+        self.__dict__["unet"] = unet  # not a submodule: frozen, never saved or synchronised
+        self.groups, self.macs, self.scheduler, self.cfg, self.target = groups, macs, scheduler, cfg, target
+        self.fixed = (macs.full - macs.prunable_full) / macs.full
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        step = batch["step"]
+        pretrain = step < self.cfg["pretrain_steps"]
+        noise = noise_schedule(step, self.cfg)
+        generator = torch.Generator().manual_seed(batch["gate_seed"])
+        terms, ratios = aptp_step_losses(self.unet, self.router, self.groups, self.macs, batch, batch["prompts"],
+                                         self.scheduler, self.cfg, self.target, pretrain, generator, noise)
+        r = ratios.mean()
+        return {"total": aptp_objective(terms, self.cfg["weights"]), **terms, "prunable_ratio": r,
+                "mac_ratio": self.fixed + (1 - self.fixed) * r, "pretrain": torch.tensor(float(pretrain)),
+                "noise": torch.tensor(float(noise))}
+
+
 def train_aptp(
     pipe, router: Router, prompt_encoder: PromptEncoder, groups, macs: MacTable, table: pd.DataFrame,
-    data_dir: str | Path, cfg: dict, budget: float, work_dir: Path,
+    data_dir: str | Path, cfg: dict, budget: float, work_dir: Path, accelerator=None, progress: bool = True,
 ) -> Router:
-    """Train `router` for `cfg['steps']` steps against `pipe.unet` (frozen); resumable from `work_dir`.
-
-    Writes `metrics.csv` (loss terms, mean MAC ratios, lr) and `checkpoint.pt` into `work_dir`.
-    """
+    """Train `router` for `cfg['steps']` steps against `pipe.unet` (frozen); resumable from the
+    checkpoints in `work_dir`, which also gets metrics.csv (loss terms, MAC ratios, lr) and cost.json."""
     target = prunable_target(budget, macs.full, macs.prunable_full)
-    generator = torch.Generator().manual_seed(cfg["seed"])
-    unet = pipe.unet.eval().requires_grad_(False)
+    accelerator = accelerator or make_accelerator(cfg.get("mixed_precision", "no"), work_dir)
+    pipe.unet.eval().requires_grad_(False)
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    device = unet.device
-    router.to(device).train()
-    optimizer = torch.optim.AdamW(router.parameters(), lr=learning_rate(cfg), weight_decay=cfg["weight_decay"])
-    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg["warmup_steps"])
-    ckpt = work_dir / "checkpoint.pt"
-    modules = {"router": router, "optimizer": optimizer, "lr_schedule": lr_schedule}
-    start = load_checkpoint(ckpt, modules, generator) if ckpt.exists() else 0
-    log = CsvLog(work_dir / "metrics.csv", ["loss", *TERMS, "prunable_ratio", "mac_ratio", "pretrain", "noise", "lr"], resume_step=start)
-    fixed = (macs.full - macs.prunable_full) / macs.full
+    router.to(accelerator.device)
     text_cache = CaptionCache(lambda c: encode_captions(pipe, c), cfg["caption_cache"])
     prompt_cache = CaptionCache(prompt_encoder, cfg["caption_cache"])
-
-    bar = trange(start, cfg["steps"], desc=f"prune-aptp (budget {budget})", initial=start, total=cfg["steps"])
-    for step in bar:
-        pretrain = step < cfg["pretrain_steps"]
-        batch = draw_batch(pipe, scheduler, table, data_dir, cfg["resolution"], cfg["batch_size"], generator, text_cache)
-        prompts = prompt_cache(batch["captions"]).to(device)
-        noise = noise_schedule(step, cfg)
-        terms, ratios = aptp_step_losses(unet, router, groups, macs, batch, prompts, scheduler, cfg, target, pretrain,
-                                         generator, noise)
-        loss = aptp_objective(terms, cfg["weights"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(router.parameters(), cfg["max_grad_norm"])
-        optimizer.step()
-        lr_schedule.step()
-        r = ratios.mean().item()
-        bar.set_postfix(loss=f"{loss.item():.3f}", macs=f"{fixed + (1 - fixed) * r:.3f}")
-        if (step + 1) % cfg["log_every"] == 0 or step + 1 == cfg["steps"]:
-            log.log(step + 1, loss=loss.item(), **{k: v.item() for k, v in terms.items()}, prunable_ratio=r,
-                    mac_ratio=fixed + (1 - fixed) * r, pretrain=int(pretrain), noise=noise, lr=lr_schedule.get_last_lr()[0])
-        if (step + 1) % cfg["checkpoint_every"] == 0:
-            save_checkpoint(ckpt, step + 1, modules, generator)
+    batches = AptpBatches(pipe, scheduler, table, data_dir, cfg["resolution"], cfg["seed"], text_cache, prompt_cache)
+    step = AptpStep(router, pipe.unet, groups, macs, scheduler, cfg, target)
+    objective = Objective(name="aptp", params=list(router.parameters()), loss=lambda models, batch: models["aptp"](batch),
+                          batches=batches, lr=learning_rate(cfg), warmup_steps=cfg["warmup_steps"],
+                          weight_decay=cfg["weight_decay"], max_grad_norm=cfg["max_grad_norm"],
+                          terms=("total", *TERMS, *MONITORS))
+    micro = cfg.get("micro_batch_size", cfg["batch_size"])
+    settings = LoopSettings(steps=cfg["steps"], micro_batch_size=micro,
+                            gradient_accumulation_steps=accumulation_steps(cfg["batch_size"], micro, accelerator.num_processes),
+                            mixed_precision=cfg.get("mixed_precision", "no"), checkpoint_every=cfg["checkpoint_every"],
+                            log_every=cfg["log_every"], progress=progress)
+    train([objective], constant_schedule("aptp"), {"aptp": step}, settings, work_dir, accelerator=accelerator)
     return router.eval()

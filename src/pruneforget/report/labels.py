@@ -2,7 +2,7 @@
 
 Paper scale: NudeNet's per-label image counts on I2P (`nudenet` score JSONs, `value` = {label:
 count}); tiny world: per evaluator style label, how many images the evaluator assigns to that
-style (from a `tiny_judge` score's per-style `predicted_style` shares), so the global concept's
+style (from a `judge` score's per-style `predicted_style` shares), so the global concept's
 label should fall and the others show where its images went. The decrease per label is
 `100 * (N_teacher - N_method) / N_teacher` (metrics.nudenet.percent_decrease), per training seed,
 then mean and std over seeds.
@@ -25,9 +25,9 @@ LABEL_COLUMNS = ["row", "model", "label", "mean", "std", "n", "seeds", "note"]
 def label_counts(score: dict) -> dict[str, float]:
     """Images per label of one score: the `value` dict of a NudeNet score, or, for a tiny judge
     score, sum over prompted styles of n * share predicted as each style."""
-    if score["metric"] == "tiny_judge":
+    if score["metric"] == "judge":
         counts: dict[str, float] = {}
-        for d in score["per_style"].values():
+        for d in score["per_item"]:
             for label, share in d["predicted_style"].items():
                 counts[label] = counts.get(label, 0.0) + d["n"] * share
         return {k: round(v, 6) for k, v in sorted(counts.items())}  # n * share is a whole number up to rounding

@@ -13,9 +13,8 @@ from pruneforget.sample import spread_subset
 
 
 def per_style_table(score: dict) -> pd.DataFrame:
-    """One row per style: n and style/shape/colour accuracy from a `tiny_judge` score."""
-    rows = [{"style": s, **{k: v for k, v in d.items() if k != "predicted_style"}} for s, d in score["per_style"].items()]
-    return pd.DataFrame(rows)
+    """One row per style: n and style/shape/colour accuracy from a `judge` score's per_item rows."""
+    return pd.DataFrame([{k: v for k, v in row.items() if k != "predicted_style"} for row in score["per_item"]])
 
 
 def teacher_quality_figure(samples_dir: Path, score: dict, removed: list[str], per_style: int = 8, bar: float = 0.9) -> "plt.Figure":

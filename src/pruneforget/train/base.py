@@ -1,4 +1,6 @@
-"""Train the tiny teacher's UNet: the DDPM loss in v- or epsilon-space with caption dropout for CFG.
+"""Train the tiny teacher's UNet: the DDPM loss in v- or epsilon-space with caption dropout for CFG,
+as one objective ("teacher") of the training loop (train/loop.py: accelerate checkpoints, DDP,
+mixed precision, the cost record).
 
 Latents and text embeddings are computed once (the VAE and text encoder are frozen), which is
 what makes a from-scratch teacher affordable on a CPU.
@@ -9,65 +11,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
-from diffusers.optimization import get_scheduler
-from tqdm.auto import trange
 
-from pruneforget.models.diffusion import diffusion_target, encode_captions, encode_latents
-from pruneforget.train.checkpoint import load_checkpoint, save_checkpoint
-from pruneforget.train.metrics_log import CsvLog
+from pruneforget.train.data import precomputed_pairs
+from pruneforget.train.losses import diffusion_loss
+from pruneforget.train.loop import train
+from pruneforget.train.objective import Objective, constant_schedule, scratch_settings
+
+
+def teacher_objective(unet, batches, scheduler, cfg: dict) -> Objective:
+    """Every UNet parameter, the plain DDPM loss (no Min-SNR: the teacher is trained as SD was),
+    AdamW without weight decay; a short from-scratch budget ends better with a decaying rate
+    (`lr_schedule: cosine`) than a constant one."""
+
+    def loss(models, batch):
+        pred = models["unet"](batch["noisy"], batch["timesteps"], batch["text"]).sample
+        return {"total": diffusion_loss(pred, batch["target"], batch["timesteps"], scheduler)}
+
+    return Objective(name="teacher", params=list(unet.parameters()), loss=loss, batches=batches, lr=cfg["lr"],
+                     warmup_steps=cfg["warmup_steps"], lr_schedule=cfg["lr_schedule"])
 
 
 def train_teacher(
-    pipe: StableDiffusionPipeline, images: np.ndarray, captions: list[str], cfg: dict, seed: int, work_dir: Path
+    pipe: StableDiffusionPipeline, images: np.ndarray, captions: list[str], cfg: dict, seed: int, work_dir: Path,
+    progress: bool = True,
 ) -> StableDiffusionPipeline:
-    """Train `pipe.unet` on (image, caption) pairs for `cfg['steps']` steps, resumable from `work_dir`."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    mean, std = encode_latents(pipe, images)
-    vocab = sorted(set(captions) | {""})
-    embeddings = encode_captions(pipe, vocab)
-    lookup = {c: i for i, c in enumerate(vocab)}
-    caption_idx = torch.tensor([lookup[c] for c in captions])
-    empty = lookup[""]
-    scale = pipe.vae.config.scaling_factor
-
-    unet = pipe.unet.train()
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
-    # A short from-scratch budget ends better with a decaying rate (cosine) than a constant one.
-    lr_schedule = get_scheduler(
-        cfg["lr_schedule"], optimizer, num_warmup_steps=cfg["warmup_steps"], num_training_steps=cfg["steps"]
-    )
-    ckpt = work_dir / "checkpoint.pt"
-    modules = {"unet": unet, "optimizer": optimizer, "lr_schedule": lr_schedule}
-    start = load_checkpoint(ckpt, modules, generator) if ckpt.exists() else 0
-    log = CsvLog(work_dir / "metrics.csv", ["loss", "lr"], resume_step=start)
-
-    bar = trange(start, cfg["steps"], desc="train teacher", initial=start, total=cfg["steps"])
-    for step in bar:
-        idx = torch.randint(len(mean), (cfg["batch_size"],), generator=generator)
-        eps_z = torch.randn(mean[idx].shape, generator=generator)
-        latents = (mean[idx] + std[idx] * eps_z) * scale
-        text = caption_idx[idx].clone()
-        dropped = torch.rand(len(idx), generator=generator) < cfg["caption_dropout"]
-        text[dropped] = empty
-        noise = torch.randn(latents.shape, generator=generator)
-        t = torch.randint(noise_scheduler.config.num_train_timesteps, (len(idx),), generator=generator)
-        noisy = noise_scheduler.add_noise(latents, noise, t)
-        pred = unet(noisy, t, embeddings[text]).sample
-        loss = F.mse_loss(pred, diffusion_target(noise_scheduler, latents, noise, t))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        lr_schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % 25 == 0:
-            log.log(step + 1, loss=loss.item(), lr=lr_schedule.get_last_lr()[0])
-        if (step + 1) % cfg["checkpoint_every"] == 0:
-            save_checkpoint(ckpt, step + 1, modules, generator)
-    unet.eval()
+    """Train `pipe.unet` on (image, caption) pairs for `cfg['steps']` steps, resumable from the
+    checkpoints in `work_dir` (which also gets metrics.csv and cost.json)."""
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    batches = precomputed_pairs(pipe, images, captions, scheduler, seed, cfg["caption_dropout"])
+    objective = teacher_objective(pipe.unet, batches, scheduler, cfg)
+    train([objective], constant_schedule("teacher"), {"unet": pipe.unet}, scratch_settings(cfg, progress=progress),
+          work_dir)
     return pipe
-

@@ -1,18 +1,22 @@
-"""Training the ground-truth evaluator on real world images (train.csv), scoring it on val.csv."""
+"""Training the ground-truth evaluator on real world images (train.csv), as one objective
+("evaluator") of the training loop (train/loop.py), and scoring it on val.csv."""
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
 from pruneforget.metrics.evaluator import Evaluator, EvaluatorNet, to_tensor
 from pruneforget.metrics.judge import score_predictions
+from pruneforget.train.batches import EpochOrder, sample_generator
+from pruneforget.train.loop import train
+from pruneforget.train.objective import Objective, constant_schedule, scratch_settings
 from pruneforget.world.tables import LABEL_COLUMNS
 
 EVALUATOR_KEYS = {"steps", "batch_size", "lr", "weight_decay", "width", "feature_dim", "noise", "blur_prob",
@@ -49,16 +53,33 @@ def _gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
     return y.reshape(n, c, h, w)
 
 
-def _augment(x: Tensor, noise: float, blur_prob: float, blur_sigma: float, gen: torch.Generator) -> Tensor:
-    # Generated samples are softer and noisier than rendered ones: train on some of both so the
-    # judge reads faint, blurred stripes as stripes rather than as plain or speckle.
-    if blur_prob > 0 and blur_sigma > 0:
-        sigma = blur_sigma * torch.rand(len(x), generator=gen)
-        sigma = torch.where(torch.rand(len(x), generator=gen) < blur_prob, sigma, torch.zeros_like(sigma))
-        x = _gaussian_blur(x, sigma)
-    if noise > 0:
-        x = x + noise * torch.rand(len(x), 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)
-    return x
+class AugmentedImages:
+    """Sample position p -> an augmented labelled image: the image of a seeded per-epoch order,
+    blurred with probability `blur_prob` by a sigma in [0, blur_sigma), plus Gaussian noise of an
+    amplitude in [0, noise); every draw a function of (seed, p) only.
+
+    Why: generated samples are softer and noisier than rendered ones; trained on some of both,
+    the judge reads faint, blurred stripes as stripes rather than as plain or speckle."""
+
+    def __init__(self, images: Tensor, labels: dict[str, Tensor], params: dict):
+        self.images, self.labels, self.params = images, labels, params
+        self.order = EpochOrder(len(images), params["seed"])
+
+    def __call__(self, positions: Sequence[int]) -> dict[str, Tensor]:
+        p = self.params
+        index, sigma, noise = [], [], []
+        for position in positions:
+            g = sample_generator(p["seed"], position)
+            index.append(self.order(position))
+            s = p["blur_sigma"] * float(torch.rand(1, generator=g))
+            sigma.append(s if float(torch.rand(1, generator=g)) < p["blur_prob"] else 0.0)
+            amplitude = p["noise"] * float(torch.rand(1, generator=g))
+            noise.append(amplitude * torch.randn(self.images.shape[1:], generator=g))
+        idx = torch.tensor(index)
+        x = self.images[idx]
+        if p["blur_prob"] > 0 and p["blur_sigma"] > 0:
+            x = _gaussian_blur(x, torch.tensor(sigma, dtype=x.dtype))
+        return {"x": x + torch.stack(noise), **{f"label_{h}": y[idx] for h, y in self.labels.items()}}
 
 
 def label_indices(table: pd.DataFrame, labels: dict[str, list[str]]) -> dict[str, Tensor]:
@@ -67,32 +88,26 @@ def label_indices(table: pd.DataFrame, labels: dict[str, list[str]]) -> dict[str
 
 
 def train_evaluator(images: np.ndarray, table: pd.DataFrame, labels: dict[str, list[str]], params: dict,
-                    progress: bool = True) -> Evaluator:
-    """Train an EvaluatorNet on uint8 images (N, H, W, 3) with the label columns of `table`.
+                    work_dir: Path, progress: bool = True) -> Evaluator:
+    """Train an EvaluatorNet on uint8 images (N, H, W, 3) with the label columns of `table`,
+    resumable from the checkpoints in `work_dir` (which also gets metrics.csv and cost.json).
 
-    AdamW with a cosine learning-rate decay over `steps` mini-batches drawn with replacement;
-    summed cross-entropy over the heads; seeded by `params['seed']`."""
+    AdamW with a cosine learning-rate decay over `steps` batches in seeded epoch order; summed
+    cross-entropy over the heads; initial weights seeded by `params['seed']`."""
     torch.manual_seed(params["seed"])
-    gen = torch.Generator().manual_seed(params["seed"])
     size = images.shape[1]
-    x_all = to_tensor(images, size)
-    y_all = label_indices(table, labels)
     net = EvaluatorNet({h: len(v) for h, v in labels.items()}, params["width"], params["feature_dim"])
-    opt = torch.optim.AdamW(net.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
-    steps = params["steps"]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    net.train()
-    bar = tqdm(range(steps), desc="train evaluator", unit="step", disable=not progress, mininterval=2.0)
-    for _ in bar:
-        idx = torch.randint(len(x_all), (params["batch_size"],), generator=gen)
-        out = net(_augment(x_all[idx], params["noise"], params["blur_prob"], params["blur_sigma"], gen))
-        loss = sum(F.cross_entropy(out[h], y_all[h][idx]) for h in labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    return Evaluator(net, labels, size)
+
+    def loss(models, batch):
+        out = models["evaluator"](batch["x"])
+        return {"total": sum(F.cross_entropy(out[h], batch[f"label_{h}"]) for h in labels)}
+
+    objective = Objective(name="evaluator", params=list(net.parameters()), loss=loss,
+                          batches=AugmentedImages(to_tensor(images, size), label_indices(table, labels), params),
+                          lr=params["lr"], weight_decay=params["weight_decay"], lr_schedule="cosine")
+    train([objective], constant_schedule("evaluator"), {"evaluator": net}, scratch_settings(params, progress=progress),
+          work_dir)
+    return Evaluator(net.eval(), labels, size)
 
 
 def held_out_accuracy(evaluator: Evaluator, images: np.ndarray, table: pd.DataFrame) -> dict:

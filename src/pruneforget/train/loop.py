@@ -144,6 +144,7 @@ def optimizer_step(obj: Objective, optimizer, lr_schedule, count: int, step: int
     sums: dict[str, float] = {}
     for micro in range(settings.gradient_accumulation_steps):
         batch = _to_device(obj.batches(micro_batch_positions(count, micro, settings, accelerator)), accelerator.device)
+        batch["step"] = step  # for objectives whose loss follows a schedule of its own (APTP's noise)
         with accelerator.accumulate(*prepared_models.values()), accelerator.autocast():
             terms = obj.loss(prepared_models, batch)
             values = {k: float(v.detach()) for k, v in terms.items()}

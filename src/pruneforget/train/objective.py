@@ -60,6 +60,16 @@ class LoopSettings:
     progress: bool = True
 
 
+def scratch_settings(cfg: dict, log_every: int = 25, progress: bool = True) -> LoopSettings:
+    """The loop settings of a from-scratch trainer's config section (`base.unet`, `base.vae`,
+    `evaluator`): `batch_size` per step on one process, optional `mixed_precision` (default no),
+    `checkpoint_every` (default 500) and `log_every` (default: the trainer's)."""
+    return LoopSettings(steps=cfg["steps"], micro_batch_size=cfg["batch_size"],
+                        mixed_precision=cfg.get("mixed_precision", "no"),
+                        checkpoint_every=cfg.get("checkpoint_every", 500), log_every=cfg.get("log_every", log_every),
+                        progress=progress)
+
+
 def constant_schedule(name: str) -> Callable[[int], str]:
     """Every step is the same objective (fine-tuning, ESD)."""
     return lambda step: name
