@@ -111,7 +111,7 @@ def _same_weights(a: Path, b: Path, part: str) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-@pytest.mark.parametrize("key,value", [("lr", 5e-3), ("steps", 2)])
+@pytest.mark.parametrize("key,value", [("lr", 5e-3)])  # one key: the fingerprint holds the whole section
 def test_teacher_checkpoint_of_other_settings_is_not_resumed(micro_world, tmp_path, monkeypatch, capsys, key, value):
     import pruneforget.train.loop as loop
 
