@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from pruneforget.models.diffusion import encode_latents
-from pruneforget.train.batches import EpochOrder, denoising_batch, sample_generator
+from pruneforget.train.batches import EpochOrder, denoising_batch, sample_draws, sample_generator
 
 
 def load_square_images(data_dir: str | Path, paths: list[str], size: int) -> np.ndarray:
@@ -75,11 +75,9 @@ class AptpBatches:
         # encode_latents / encode_captions return CPU float32; the noise is drawn there too (seeded).
         mean, std = encode_latents(self.pipe, load_square_images(self.root, rows["image"].tolist(), self.size))
         z, noise, t = [], [], []
-        for p in positions:
-            g = sample_generator(self.seed, p)
-            z.append(torch.randn(mean.shape[1:], generator=g))
-            noise.append(torch.randn(mean.shape[1:], generator=g))
-            t.append(int(torch.randint(self.scheduler.config.num_train_timesteps, (1,), generator=g)))
+        for p in positions:  # no caption dropout: the router learns from every caption
+            zi, ni, ti, _ = sample_draws(self.seed, p, mean.shape[1:], self.scheduler.config.num_train_timesteps)
+            z.append(zi), noise.append(ni), t.append(ti)
         x0 = (mean + std * torch.stack(z)) * self.pipe.vae.config.scaling_factor
         batch = denoising_batch(self.scheduler, x0, torch.stack(noise), torch.tensor(t), self.text_cache(captions))
         batch["prompts"] = self.prompt_cache(captions).float().cpu()

@@ -25,6 +25,18 @@ def sample_generator(seed: int, position: int, stream: int = 0) -> torch.Generat
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def sample_draws(seed: int, position: int, shape, num_timesteps: int,
+                 caption_dropout: float = 0.0) -> tuple[Tensor, Tensor, int, bool]:
+    """The draws of one denoising sample, in one order for every batch source: the latent's
+    posterior noise z, the diffusion noise, the timestep, and whether its caption is dropped."""
+    g = sample_generator(seed, position)
+    z = torch.randn(shape, generator=g)
+    noise = torch.randn(shape, generator=g)
+    t = int(torch.randint(num_timesteps, (1,), generator=g))
+    dropped = float(torch.rand(1, generator=g)) < caption_dropout
+    return z, noise, t, dropped
+
+
 class EpochOrder:
     """Sample position -> example index: epoch e = p // n visits a seeded permutation of range(n)."""
 
@@ -67,13 +79,11 @@ class LatentTextPairs:
         idx, z, noise, t, text = [], [], [], [], []
         shape = self.mean.shape[1:]
         for p in positions:
-            g = sample_generator(self.seed, p)
             i = self.order(p)
             idx.append(i)
-            z.append(torch.randn(shape, generator=g))
-            noise.append(torch.randn(shape, generator=g))
-            t.append(int(torch.randint(self.scheduler.config.num_train_timesteps, (1,), generator=g)))
-            dropped = float(torch.rand(1, generator=g)) < self.caption_dropout
+            zi, ni, ti, dropped = sample_draws(self.seed, p, shape, self.scheduler.config.num_train_timesteps,
+                                               self.caption_dropout)
+            z.append(zi), noise.append(ni), t.append(ti)
             text.append(self.empty_index if dropped else int(self.caption_index[i]))
         idx_t = torch.tensor(idx)
         x0 = (self.mean[idx_t] + self.std[idx_t] * torch.stack(z)) * self.scale

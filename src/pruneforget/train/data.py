@@ -21,7 +21,7 @@ from torch import Tensor
 
 from pruneforget.images import to_tensor_range
 from pruneforget.models.diffusion import encode_captions, encode_latents
-from pruneforget.train.batches import EpochOrder, LatentTextPairs, denoising_batch, sample_generator
+from pruneforget.train.batches import EpochOrder, LatentTextPairs, denoising_batch, sample_draws
 from pruneforget.world.tables import load_image_at
 
 
@@ -57,13 +57,11 @@ class StreamedPairs:
     def __call__(self, positions: Sequence[int]) -> dict[str, Tensor]:
         idx, z, noise, t, captions = [], [], [], [], []
         for p in positions:
-            g = sample_generator(self.seed, p)
             i = self.order(p)
             idx.append(i)
-            z.append(torch.randn(self.latent_shape, generator=g))
-            noise.append(torch.randn(self.latent_shape, generator=g))
-            t.append(int(torch.randint(self.scheduler.config.num_train_timesteps, (1,), generator=g)))
-            dropped = float(torch.rand(1, generator=g)) < self.caption_dropout
+            zi, ni, ti, dropped = sample_draws(self.seed, p, self.latent_shape, self.scheduler.config.num_train_timesteps,
+                                               self.caption_dropout)
+            z.append(zi), noise.append(ni), t.append(ti)
             captions.append("" if dropped else self.captions[i])
         pixels = to_tensor_range(np.stack([load_image_at(self.root / self.paths[i], self.size) for i in idx]))
         vae, device = self.pipe.vae, self.pipe.vae.device
