@@ -131,6 +131,7 @@ def final_targets():
 # so a figure draws exactly the models, seeds and prompt sets its DAG built.
 from pruneforget.report.specs import (
     evaluated_runs,
+    figure_config_keys,
     figure_inputs,
     grid_prompts,
     resolve_figure,

@@ -72,6 +72,9 @@ for name, category in FIGURES.items():
             csv=report(f"figures/{name}.csv", caption=f"../workflow/report/{name}.rst", category=category),
         params:
             figures=figure_params(name),
+            # DVC's params of this stage: the keys the spec reads, so an edit of another figure
+            # leaves this one alone (workflow/scripts/dvc_sync.py).
+            dvc_params=figure_config_keys(config, name),
             # The shell line is evaluated when the job runs, after the loop ended: read the name from params.
             name=name,
         log:

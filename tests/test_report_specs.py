@@ -17,7 +17,7 @@ from report_fixtures import write_score
 
 from pruneforget.cli import main
 from pruneforget.report.build import build_figure
-from pruneforget.report.specs import KINDS, expand, figure_inputs, resolve_figure
+from pruneforget.report.specs import KINDS, expand, figure_config_keys, figure_inputs, resolve_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/config.yaml", "config/micro.yaml", "config/sd21.yaml", "config/sd21_smoke.yaml"]
@@ -70,6 +70,21 @@ def test_every_figure_of_every_config_resolves_to_inputs(config):
         plt.close(fig)
         assert len(frame) and (frame["note"] != "").all(), name
         assert frame.filter(["mean", "std", "total_seconds"]).isna().all().all(), name
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_a_figure_spec_reads_only_its_declared_config_keys(config):
+    """DVC reruns a figure's stage only when one of figure_config_keys changes: a config holding
+    nothing but those keys resolves to the same spec, and each figure's own section is one of them."""
+    cfg = load(config)
+    for name in (n for n in cfg["figures"] if isinstance(cfg["figures"][n], dict)):
+        keys = figure_config_keys(cfg, name)
+        assert f"figures.{name}" in keys
+        only: dict = {}
+        for key in keys:
+            section, sub = key.split(".", 1)
+            only.setdefault(section, {})[sub] = cfg[section][sub]
+        assert resolve_figure(only, name) == resolve_figure(cfg, name), name
 
 
 def test_grids_show_the_grid_seed_and_curves_read_run_directories():

@@ -13,7 +13,8 @@ default config (config/config.yaml), one DVC stage per Snakemake rule, named aft
 rule's outputs (`--allowed-rules RULE`), so the rule's jobs run in parallel as in a direct
 `snakemake` run; its deps are the rule's inputs made by other rules, the rule's .smk file and the
 package source; its params are the config sections the rule passes to its command (a rule's params
-keys are section names, see rules/common.smk); its outs are the rule's outputs, score JSONs as DVC
+keys are section names, see rules/common.smk), or the dotted keys a rule lists in its `dvc_params`
+param when it reads less than a section (a figure: its own spec, not every figure's); its outs are the rule's outputs, score JSONs as DVC
 metrics. Training curves and the figures' CSVs are DVC plots.
 
 Why per rule, not per job: DVC runs stages one at a time and rewrites dvc.lock after each, so a
@@ -76,7 +77,7 @@ class Job:
     rule_file: str  # relative to the repository root
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    sections: tuple[str, ...]  # config sections the rule passes to its command
+    sections: tuple[str, ...]  # config sections (or dotted keys) the rule's command reads
     up_to_date: bool  # Snakemake would not rerun it (outputs exist, nothing changed)
 
 
@@ -113,7 +114,8 @@ def dag_jobs(configfile: str = DEFAULT_CONFIG, root: Path = ROOT) -> list[Job]:
                         rule_file=os.path.relpath(j.rule.snakefile, root),
                         inputs=tuple(str(f) for f in j.input),
                         outputs=tuple(str(f) for f in j.output),
-                        sections=tuple(k for k in j.params.keys() if k in config),
+                        sections=tuple(j.params["dvc_params"]) if "dvc_params" in j.params.keys()
+                        else tuple(k for k in j.params.keys() if k in config),
                         up_to_date=not dag.needrun(j),
                     )
                 )

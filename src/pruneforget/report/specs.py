@@ -121,6 +121,18 @@ def resolve_figure(config: dict, name: str) -> dict:
     return {**spec, "figure": name, "kind": KINDS[name]}
 
 
+def figure_config_keys(config: dict, name: str) -> list[str]:
+    """The dotted config keys `resolve_figure(config, name)` reads (those present in `config`):
+    DVC's params of the figure's stage, so that an edit of one figure's section reruns that
+    figure alone (tests/test_report_specs.py changes every other key and checks the spec)."""
+    figures = config["figures"]
+    keys = [f"figures.{name}", "figures.seeds", "figures.grid_seed", "figures.global_style", "world.remove_styles"]
+    if KINDS[name] == "sweep":
+        keys += ["bilevel.sweep", "bilevel.lam", "bilevel.k"]
+    present = {"figures": figures, "world": config.get("world", {}), "bilevel": config.get("bilevel", {})}
+    return [k for k in keys if k.split(".", 1)[1] in present[k.split(".", 1)[0]]]
+
+
 def sweep_grid(config: dict) -> dict:
     """The lambda x K sweep as the experiment defines it: `bilevel.sweep`'s values around the main
     run's own setting (`bilevel.lam`, `bilevel.k`), so the runs and the figure never disagree."""
