@@ -258,14 +258,11 @@ def test_paper_scale_upper_step_on_the_sd21_unet_is_grad_esdx_plus_lambda_grad_f
     """The paper's path: Algorithm 1's upper step on the Stable Diffusion 2.1 UNet (random weights,
     8 x 8 latents, v-prediction, 1024-d text), with the paper's lambda = 100 and ESD-x's
     cross-attention parameters. Eq. 8's feature KD hooks SD 2.1's nine blocks."""
-    from pruneforget.models.load import sd21_unet
+    from sd21_random import random_sd21_unet
 
-    torch.manual_seed(0)
-    theta = sd21_unet(sample_size=8)
-    teacher = copy.deepcopy(theta).requires_grad_(False)
-    with torch.no_grad():  # a teacher unlike the student, so both distillation terms have a gradient
-        for p in teacher.parameters():
-            p.mul_(1.01)
+    theta = random_sd21_unet(sample_size=8, seed=0).train()
+    # A teacher unlike the student (other random weights), so both distillation terms have a gradient.
+    teacher = random_sd21_unet(sample_size=8, seed=1).requires_grad_(False)
     scheduler = DDPMScheduler(prediction_type="v_prediction")
     g = torch.Generator().manual_seed(0)
     dim = theta.config.cross_attention_dim

@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
-from accelerate import init_empty_weights
+from sd21_random import random_sd21_unet
 
 from pruneforget.models.expert import extract_expert, load_expert_unet, save_expert_unet, save_pipeline
 from pruneforget.models.expert_modules import ConstantOutput, IdentityTransformer, ShortcutResnet
-from pruneforget.models.load import load_pipeline, sd21_unet
+from pruneforget.models.load import load_pipeline
 from pruneforget.models.structure import arch_code_of, base_fingerprint, full_code, is_pruned, prunable_groups
 from pruneforget.models.tiny import build_unet
 from pruneforget.prune.gates import gated
@@ -86,28 +86,9 @@ def test_full_code_expert_equals_base():
         torch.testing.assert_close(expert(x, t, c).sample, unet(x, t, c).sample, atol=0, rtol=0)
 
 
-def _fast_random_init(unet, seed: int = 0):
-    """Fill an (empty) UNet with random weights quickly: weights uniform with variance 1/fan_in, norm
-    scales 1 +- 0.1, biases +- 0.02. diffusers' own init of the 865M-parameter UNet takes ~20 s on one core."""
-    gen = torch.Generator().manual_seed(seed)
-    unet.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, p in unet.named_parameters():
-            if p.dim() > 1:
-                bound = (3 / p[0].numel()) ** 0.5
-                p.uniform_(-bound, bound, generator=gen)
-            elif "norm" in name and name.endswith("weight"):
-                p.uniform_(0.9, 1.1, generator=gen)
-            else:
-                p.uniform_(-0.02, 0.02, generator=gen)
-    return unet.eval()
-
-
 def test_sliced_expert_matches_masked_model_sd21():
     """Same property on the paper's architecture (SD 2.1 config, random weights, 8x8 latents)."""
-    with init_empty_weights():
-        unet = sd21_unet(sample_size=8)
-    unet = _fast_random_init(unet)
+    unet = random_sd21_unet(sample_size=8)
     groups = prunable_groups(unet)
     assert sum(g.is_depth for g in groups) == 14
     code = random_hard_code(groups, seed=0)
