@@ -81,7 +81,7 @@ class BilevelSettings:
                        x_t=upper["x_t"], target_model=upper["target_model"])
         settings.check()
         try:
-            check_settings(settings.upper_method, upper)
+            check_settings(settings.upper_method, upper, require=False)  # present keys; build_upper checks the rest
         except ValueError as exc:
             raise BilevelInputError(str(exc)) from exc
         return settings

@@ -29,6 +29,7 @@ import math
 import resource
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -167,7 +168,11 @@ def optimizer_step(obj: Objective, optimizer, lr_schedule, count: int, step: int
         if obj.max_grad_norm:
             accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
         optimizer.step()
-    lr_schedule.step()
+        lr_schedule.step()
+    else:  # the schedule still counts the objective's steps; torch warns of a step without optimizer.step
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            lr_schedule.step()
     optimizer.zero_grad(set_to_none=True)
     if obj.apply is not None:
         with torch.no_grad():

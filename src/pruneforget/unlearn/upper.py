@@ -177,13 +177,14 @@ SETTINGS = {"esd-saliency": ("saliency_fraction", "saliency_batches"),
             "esd-adversarial": ("adversarial_steps", "adversarial_epsilon")}
 
 
-def check_settings(name: str, cfg: dict) -> None:
-    """Fail on a bad or missing setting of method `name` in `cfg` (bilevel.upper), naming the key."""
+def check_settings(name: str, cfg: dict, require: bool = True) -> None:
+    """Fail on a bad setting of method `name` in `cfg` (bilevel.upper), naming the key; on a
+    missing one too when `require` (the settings a builder will read)."""
     missing = [k for k in SETTINGS.get(name, ()) if k not in cfg]
-    if missing:
+    if missing and require:
         raise ValueError(f"bilevel.upper.{missing[0]} is missing; method {name!r} needs {list(SETTINGS[name])}")
+    steps, epsilon = cfg.get("adversarial_steps", 0), cfg.get("adversarial_epsilon", 0)
     if name == "esd-adversarial":
-        steps, epsilon = cfg["adversarial_steps"], cfg["adversarial_epsilon"]
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"bilevel.upper.adversarial_steps: {steps!r}; PGD steps, an integer >= 0 (0: plain esdall)")
         if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon < 0:
@@ -205,4 +206,5 @@ def build_upper(name: str, unet: nn.Module, ctx: UpperContext, cfg: dict) -> Upp
     """The upper objective `name` of UPPER for `unet`."""
     if name not in UPPER:
         raise ValueError(f"unknown upper-level method {name!r}; choose one of {sorted(UPPER)}")
+    check_settings(name, cfg)
     return UPPER[name](unet, ctx, cfg)
