@@ -26,7 +26,7 @@ rule bilevel:
     params:
         bilevel=lambda wc: bilevel_section(),
         finetune=lambda wc: section("finetune"),
-        unlearn=lambda wc: unlearn_section(parse_bilevel_run(wc.run).setting, "esd"),
+        unlearn=lambda wc: bilevel_unlearn_section(parse_bilevel_run(wc.run).setting),
         run=lambda wc: parse_bilevel_run(wc.run).flags(),
         evaluator_flag=evaluator_flag,
         eval=eval_flag,

@@ -37,11 +37,19 @@ def sweep_runs():
             if (lam, k) != (grid["default"]["lam"], grid["default"]["K"])]
 
 
-def unlearn_section(setting, method_section):
-    """The parts of the `unlearn` section one job reads (the setting's concepts and one method's
+def unlearn_section(setting, *method_sections):
+    """The parts of the `unlearn` section one job reads (the setting's concepts and its methods'
     parameters), so editing another method's parameters does not rerun it."""
-    keep = {k: config["unlearn"][k] for k in (setting, method_section)}
+    keep = {k: config["unlearn"][k] for k in (setting, *method_sections)}
     return json.dumps(keep, sort_keys=True)
+
+
+def bilevel_unlearn_section(setting):
+    """The `unlearn` parts a bilevel run reads: the setting's concepts, unlearn.esd (the upper
+    level's target mode, sampling, anchor) and unlearn.uce when an upper method is UCE's edit."""
+    code = config["bilevel"].get("code", {}).get("upper", {})
+    methods = {config["bilevel"]["upper"]["method"], code.get("method")}
+    return unlearn_section(setting, "esd", *(["uce"] if "uce" in methods else []))
 
 
 def resources_of(group):

@@ -21,7 +21,12 @@ lambda 0 (no penalty term), K 10, x_t from forward-noised real images of the con
 from the unpruned teacher, every parameter trained (`upper.method: esdall`).
 
 The upper level is any objective of unlearn/upper.py's registry (ESD-x, ESD-u, all-parameter ESD,
-saliency-masked ESD), with any ESD target mode.
+saliency-masked ESD, adversarial ESD), with any ESD target mode, or UCE's closed-form edit. A
+closed-form upper level (`Upper.apply`) makes the upper step a proximal-style one (UCE's lam ||W - W0||^2
+keeps the edit near the weights it starts from): the gradient step on
+lambda L_ft(theta) (none when lambda is 0: the edit replaces the optimizer step), then the edit
+from the weights that step left, on every process alike (the loop broadcasts the result from
+the main process, so DDP replicas cannot drift apart by solver rounding).
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch import Tensor, nn
 
 from pruneforget.train.finetune import FT_TERMS, distillation_terms
 from pruneforget.train.loop import train
 from pruneforget.train.objective import LoopSettings, Objective, cycle_schedule, objective_step_counts
-from pruneforget.unlearn.upper import UPPER, Upper, UpperContext, build_upper
+from pruneforget.unlearn.upper import UPPER, Upper, UpperContext, build_upper, check_settings
 
 MODES = ("shared", "separate")
 XT_SOURCES = ("sample", "images")
@@ -74,6 +80,10 @@ class BilevelSettings:
                        upper_lr=cfg["upper_lr"], warmup_steps=cfg["warmup_steps"], upper_method=upper["method"],
                        x_t=upper["x_t"], target_model=upper["target_model"])
         settings.check()
+        try:
+            check_settings(settings.upper_method, upper, require=False)  # present keys; build_upper checks the rest
+        except ValueError as exc:
+            raise BilevelInputError(str(exc)) from exc
         return settings
 
     def check(self) -> None:
@@ -187,9 +197,14 @@ def bilevel_objectives(settings: BilevelSettings, theta: nn.Module, vartheta: nn
     lower = Objective(name="lower", params=list((vartheta if separate else theta).parameters()), loss=lower_loss,
                       batches=ft_batches, lr=settings.lower_lr, terms=FT_TERMS, **common)
     with_ft = settings.lam > 0 or separate
+    apply = None
+    if upper.apply is not None:
+        def apply(models):
+            upper.apply(extract_model_from_parallel(models["unet"]))
     upper_objective = Objective(name="upper", params=list(upper.params.values()), loss=upper_loss,
                                 batches=upper_batches(upper_source, ft_batches, upper_batch_size, with_ft),
-                                lr=settings.upper_lr, terms=UPPER_TERMS, grad_masks=upper.grad_masks, **common)
+                                lr=settings.upper_lr, terms=UPPER_TERMS, grad_masks=upper.grad_masks, apply=apply,
+                                **common)
     return [lower, upper_objective]
 
 
@@ -199,8 +214,10 @@ def train_bilevel(settings: BilevelSettings, theta: nn.Module, teacher: nn.Modul
     """Run Algorithm 1 for `loop.steps` = `settings.steps` total iterations on `theta` (in place),
     resuming from `work_dir`'s checkpoints. Returns the loop's cost summary (also cost.json).
 
-    `ctx` gives the upper objective's frozen target model, batches and sampler; `upper_cfg` the
-    method's own settings (batch_size; saliency_fraction and saliency_batches for esd-saliency)."""
+    `ctx` gives the upper objective's frozen target model, batches and sampler (and UCE's columns
+    for `uce`); `upper_cfg` the method's own settings (batch_size; saliency_fraction and
+    saliency_batches for esd-saliency; adversarial_steps and adversarial_epsilon for
+    esd-adversarial)."""
     if loop.steps != settings.steps:
         raise BilevelInputError(f"the loop runs {loop.steps} steps but bilevel.steps is {settings.steps}")
     teacher.requires_grad_(False).eval()
@@ -214,6 +231,6 @@ def train_bilevel(settings: BilevelSettings, theta: nn.Module, teacher: nn.Modul
     print(f"bilevel ({settings.mode}): {settings.steps} iterations = {print_counts.get('lower', 0)} lower + "
           f"{print_counts.get('upper', 0)} upper (K = {settings.k}, lambda = {settings.lam}, upper {settings.upper_method})")
     fingerprint = {**(fingerprint or {}), "mode": settings.mode, "k": settings.k, "lam": settings.lam,
-                   "upper": settings.upper_method}
+                   "upper": settings.upper_method, "upper_settings": upper.settings}
     return train(objectives, schedule(settings.k), models, loop, work_dir, evaluate=evaluate,
                  accelerator=accelerator, fingerprint=fingerprint, on_step_end=on_step_end)

@@ -21,6 +21,7 @@ from pruneforget.io import read_json
 from pruneforget.models.diffusion import encode_captions, encode_latents, pipeline_resolution
 from pruneforget.unlearn.concepts import ConceptSet
 from pruneforget.unlearn.esd import esd_prompts, latent_shape, prompt_pool
+from pruneforget.unlearn.uce import uce_edit
 from pruneforget.unlearn.upper import UpperContext
 from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialSampler
 from pruneforget.world.tables import load_images_at, read_table, read_world
@@ -98,19 +99,26 @@ def concept_images(data_dir: str | os.PathLike, concepts: list[str], anchor: str
 
 
 def upper_context(pipe: StableDiffusionPipeline, teacher: nn.Module, concepts: ConceptSet, esd: dict, upper: dict,
-                  data_dir: str | os.PathLike, seed: int) -> UpperContext:
+                  data_dir: str | os.PathLike, seed: int, uce: dict | None = None) -> UpperContext:
     """The upper level's frozen target model, target mode and batches.
 
     `esd`: the ESD settings (`unlearn.esd`, resolved for the setting, `bilevel.upper.target` may
     override the target mode); `upper`: `bilevel.upper` (x_t source, target model, batch size).
     The target comes from the unpruned teacher (paper Eq. 6 uses f_T) or from a frozen copy of
-    the model at the start (`target_model: initial`, as two-stage ESD does)."""
+    the model at the start (`target_model: initial`, as two-stage ESD does). `uce`: the
+    `unlearn.uce` section, which method `uce` edits with (the same edit as two-stage UCE)."""
     target = upper.get("target") or esd["target"]
     frozen = teacher if upper["target_model"] == "teacher" else copy.deepcopy(pipe.unet).requires_grad_(False).eval()
+    edit = None
+    if upper["method"] == "uce":
+        if uce is None:
+            raise BilevelInputError("bilevel.upper.method 'uce' needs the unlearn.uce section (lam, erase_scale, ...)")
+        edit = uce_edit(pipe, concepts, uce)
     if upper["x_t"] == "sample":
         pool = prompt_pool(pipe, esd_prompts(concepts, esd["prompts"], esd["anchor"]), target)
         batches = ConceptPrompts(pool, latent_shape(pipe), esd["sample_steps"], seed)
-        return UpperContext(frozen, target, esd["eta"], batches, PartialSampler(pipe, esd["sample_steps"], esd["guidance"]))
+        return UpperContext(frozen, target, esd["eta"], batches, PartialSampler(pipe, esd["sample_steps"], esd["guidance"]),
+                            edit)
     table, anchors = concept_images(data_dir, list(concepts.erase), esd["anchor"])
     mean, std = encode_latents(pipe, load_images_at(data_dir, table, pipeline_resolution(pipe)))
     captions = table["caption"].tolist()
@@ -120,4 +128,4 @@ def upper_context(pipe: StableDiffusionPipeline, teacher: nn.Module, concepts: C
     batches = NoisedConceptImages(DDPMScheduler.from_config(pipe.scheduler.config), mean, std,
                                   pipe.vae.config.scaling_factor, torch.stack([embedded[c] for c in captions]),
                                   torch.stack([embedded[r] for r in references]), seed)
-    return UpperContext(frozen, target, esd["eta"], batches)
+    return UpperContext(frozen, target, esd["eta"], batches, edit=edit)

@@ -36,6 +36,7 @@ from pruneforget.train.run import (
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.esd import method_params
 from pruneforget.unlearn.prompts import concept_set
+from pruneforget.unlearn.uce import check_params as check_uce_params
 from pruneforget.world.tables import read_split
 
 
@@ -69,6 +70,10 @@ def resolve(args: argparse.Namespace):
     settings = BilevelSettings.from_config(cfg)
     if args.setting not in args.unlearn or "esd" not in args.unlearn:
         raise BilevelInputError(f"--unlearn needs the {args.setting!r} and 'esd' entries of the unlearn section")
+    if settings.upper_method == "uce":
+        if "uce" not in args.unlearn:
+            raise BilevelInputError("bilevel.upper.method 'uce' needs the 'uce' entry of the unlearn section in --unlearn")
+        check_uce_params(args.unlearn["uce"])
     setting = dict(args.unlearn[args.setting])
     setting["concepts"] = run_concepts(setting, args.expert, args.add_concept)
     check_concepts_in_world(setting["concepts"], args.data)
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
         teacher = load_teacher(args.teacher, device)
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         ft_batches, size = finetune_pairs(pipe, args.data, table, ft_cfg, scheduler, args.seed)
-        ctx = upper_context(pipe, teacher, concepts, esd, cfg["upper"], args.data, args.seed)
+        ctx = upper_context(pipe, teacher, concepts, esd, cfg["upper"], args.data, args.seed, args.unlearn.get("uce"))
         evaluation = build_evaluation(pipe, args.data, args.evaluator, args.fid_reference, ft_cfg, size) if loop.eval_every and main else None
         fingerprint = {"variant": args.variant, "seed": args.seed, "concepts": list(concepts.erase), "pairs": len(table)}
         train_bilevel(settings, pipe.unet, teacher, ctx, cfg["upper"], ft_batches, scheduler, ft_cfg, loop, work,

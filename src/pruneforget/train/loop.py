@@ -29,13 +29,14 @@ import math
 import resource
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs
+from accelerate.utils import DistributedDataParallelKwargs, broadcast
 from diffusers.optimization import get_scheduler
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -137,7 +138,8 @@ class NonFiniteLoss(FloatingPointError):
 def optimizer_step(obj: Objective, optimizer, lr_schedule, count: int, step: int, models: Mapping[str, nn.Module],
                    prepared_models: Mapping[str, nn.Module], settings: LoopSettings, accelerator: Accelerator) -> dict[str, float]:
     """One optimizer step of `obj` (its `count`-th): gradients accumulated over the micro-batches
-    (`accelerator.accumulate`: no DDP sync until the last), then the update and the schedule.
+    (`accelerator.accumulate`: no DDP sync until the last), then the update and the schedule,
+    then the objective's closed-form part (`Objective.apply`) if it has one.
     Returns each loss term averaged over the micro-batches; a non-finite term stops the run."""
     for m in models.values():
         m.zero_grad(set_to_none=True)  # no stale gradients from another objective's step
@@ -151,19 +153,32 @@ def optimizer_step(obj: Objective, optimizer, lr_schedule, count: int, step: int
             if not all(math.isfinite(v) for v in values.values()):
                 listed = ", ".join(f"{k}={v}" for k, v in values.items())
                 raise NonFiniteLoss(f"non-finite loss at step {step + 1} (objective {obj.name!r}, micro-batch {micro}): {listed}")
-            accelerator.backward(terms["total"])  # divided by the accumulation steps
+            if obj.apply is None or terms["total"].requires_grad:  # a closed-form step may have no gradient part
+                accelerator.backward(terms["total"])  # divided by the accumulation steps
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v / settings.gradient_accumulation_steps
     if not accelerator.sync_gradients:
         raise RuntimeError("gradient accumulation is out of step with the optimizer (accelerate did not sync)")
-    for param, mask in obj.grad_masks:  # a masked objective (e.g. saliency-masked ESD) updates only its mask
-        if param.grad is not None:
-            param.grad.mul_(mask)
-    if obj.max_grad_norm:
-        accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
-    optimizer.step()
-    lr_schedule.step()
+    # A closed-form objective whose loss had no gradient part takes no optimizer step (fp16's
+    # grad scaler refuses a step without gradients).
+    if obj.apply is None or any(p.grad is not None for p in obj.params):
+        for param, mask in obj.grad_masks:  # a masked objective (e.g. saliency-masked ESD) updates only its mask
+            if param.grad is not None:
+                param.grad.mul_(mask)
+        if obj.max_grad_norm:
+            accelerator.clip_grad_norm_(obj.params, obj.max_grad_norm)
+        optimizer.step()
+        lr_schedule.step()
+    else:  # the schedule still counts the objective's steps; torch warns of a step without optimizer.step
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            lr_schedule.step()
     optimizer.zero_grad(set_to_none=True)
+    if obj.apply is not None:
+        with torch.no_grad():
+            obj.apply(prepared_models)
+            if accelerator.num_processes > 1:
+                broadcast([p.data for p in obj.params], from_process=0)
     return sums
 
 

@@ -41,6 +41,11 @@ class Objective:
     # step, so entries outside it are never updated by this objective (a saliency-masked upper
     # level, unlearn/upper.py); other objectives' steps are unaffected.
     grad_masks: Sequence[tuple[nn.Parameter, Tensor]] = ()
+    # A closed-form part of the step (a UCE edit as the bilevel upper level): `apply(models)` runs
+    # without gradients after the optimizer step, whose loss may then have no gradient at all (the
+    # step is the edit alone). It must be deterministic; the loop broadcasts `params` from the main
+    # process afterwards so that DDP replicas stay identical.
+    apply: Callable[[Mapping[str, nn.Module]], None] | None = None
 
 
 @dataclass

@@ -24,10 +24,12 @@ sp = max(0.1, 1 / number of preserved prompts), as in the published code
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionPipeline
+from torch import nn
 
 from pruneforget.unlearn import Unlearned
 from pruneforget.unlearn.concepts import (
@@ -109,41 +111,69 @@ def preserve_scale(params: dict, n_retain: int) -> float:
     return max(0.1, 1.0 / n_retain) if n_retain else 0.0
 
 
+@dataclass(frozen=True)
+class UceEdit:
+    """Everything UCE's edit needs besides the weights: the erase columns and the guide columns
+    they map to (aligned rows), the preserved columns, and the scalars of the closed form. Built
+    once from the text encoder (`uce_edit`); the bilevel run's `uce` upper level re-applies it."""
+
+    erase: torch.Tensor
+    guide: torch.Tensor
+    preserve: torch.Tensor
+    lam: float
+    erase_scale: float
+    preserve_scale: float
+    preserve_prompts: tuple[str, ...]
+
+
+def uce_edit(pipe: StableDiffusionPipeline, concepts: ConceptSet, params: dict) -> UceEdit:
+    """The columns and scalars of UCE's edit of `concepts` (see the module docstring); checks
+    `params` (the `unlearn.uce` section) and the concepts first."""
+    check_params(params)
+    validate_concepts(pipe, concepts)
+    retain = ([""] if params["preserve_empty"] else []) + list(concepts.preserve)
+    ce, cg = erase_columns(pipe, concepts.erase, concepts.guide)
+    return UceEdit(ce, cg, preserve_columns(pipe, retain), float(params["lam"]), float(params["erase_scale"]),
+                   preserve_scale(params, len(retain)), tuple(retain))
+
+
+@torch.no_grad()
+def edit_cross_attention(unet: nn.Module, edit: UceEdit) -> dict:
+    """Replace every cross-attention `to_k` / `to_v` weight W0 of `unet` by UCE's closed form
+    W* (`uce_closed_form`, from W0 as it is now), in place. Returns the number of edited
+    matrices and weights and the relative change ||W* - W0|| / ||W0|| over all of them."""
+    layers = cross_attention_layers(unet)
+    edited, change, norm = 0, 0.0, 0.0
+    for name, attn in layers.items():
+        for proj in (attn.to_k, attn.to_v):
+            w0 = proj.weight
+            if w0.shape[1] != edit.erase.shape[1]:
+                raise UnlearnInputError(
+                    f"{name}: cross-attention expects {w0.shape[1]}-d text embeddings but the text encoder "
+                    f"gives {edit.erase.shape[1]}-d; the pipeline's text encoder and UNet do not belong together"
+                )
+            w = uce_closed_form(w0, edit.erase.to(w0.device), edit.guide.to(w0.device), edit.preserve.to(w0.device),
+                                edit.lam, edit.erase_scale, edit.preserve_scale)
+            change += float((w - w0.double()).norm() ** 2)
+            norm += float(w0.double().norm() ** 2)
+            w0.copy_(w.to(w0.dtype))
+            edited += w0.numel()
+    return {"edited_matrices": 2 * len(layers), "edited_weights": edited,
+            "relative_change": (change / norm) ** 0.5 if norm else 0.0}
+
+
 @torch.no_grad()
 def unlearn(pipe: StableDiffusionPipeline, concepts: ConceptSet, params: dict, *, seed: int = 0,
             work_dir: Path | None = None) -> Unlearned:
     """Edit every cross-attention `to_k` and `to_v` of `pipe.unet` in place (see the module docstring).
 
     `seed` and `work_dir` are unused: the edit is deterministic and writes nothing."""
-    check_params(params)
-    validate_concepts(pipe, concepts)
-    layers = cross_attention_layers(pipe.unet)
-    retain = ([""] if params["preserve_empty"] else []) + list(concepts.preserve)
-    ce, cg = erase_columns(pipe, concepts.erase, concepts.guide)
-    cp = preserve_columns(pipe, retain)
-    sp = preserve_scale(params, len(retain))
-    edited, change, norm = 0, 0.0, 0.0
-    for name, attn in layers.items():
-        for proj in (attn.to_k, attn.to_v):
-            w0 = proj.weight
-            if w0.shape[1] != ce.shape[1]:
-                raise UnlearnInputError(
-                    f"{name}: cross-attention expects {w0.shape[1]}-d text embeddings but the text encoder "
-                    f"gives {ce.shape[1]}-d; the pipeline's text encoder and UNet do not belong together"
-                )
-            w = uce_closed_form(w0, ce.to(w0.device), cg.to(w0.device), cp.to(w0.device),
-                                params["lam"], params["erase_scale"], sp)
-            change += float((w - w0.double()).norm() ** 2)
-            norm += float(w0.double().norm() ** 2)
-            w0.copy_(w.to(w0.dtype))
-            edited += w0.numel()
+    edit = uce_edit(pipe, concepts, params)
     stats = {
-        "edited_matrices": 2 * len(layers),
-        "edited_weights": edited,
-        "relative_change": (change / norm) ** 0.5 if norm else 0.0,
-        "erase_columns": int(ce.shape[0]),
-        "preserve_prompts": retain,
-        "preserve_scale": sp,
+        **edit_cross_attention(pipe.unet, edit),
+        "erase_columns": int(edit.erase.shape[0]),
+        "preserve_prompts": list(edit.preserve_prompts),
+        "preserve_scale": edit.preserve_scale,
         "guide": concepts.guide,
     }
     return Unlearned(pipe, stats)
