@@ -29,7 +29,7 @@ from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialS
 
 FT = {"snr_gamma": 5.0, "loss_weights": {"diff": 1.0, "out_kd": 2.0, "feat_kd": 0.1}, "lr_schedule": "constant",
       "betas": [0.9, 0.999], "weight_decay": 0.0, "max_grad_norm": None}
-BILEVEL = {"mode": "shared", "k": 2, "lam": 10.0, "steps": 7, "lower_lr": 1e-3, "upper_lr": 5e-3, "warmup_steps": 0,
+BILEVEL = {"mode": "shared", "k": 2, "lam": 10.0, "snr_form": "diffusers", "counting": "paper", "steps": 7, "lower_lr": 1e-3, "upper_lr": 5e-3, "warmup_steps": 0,
            "upper": {"method": "esdx", "x_t": "images", "target_model": "teacher"}}
 
 

@@ -110,7 +110,7 @@ PAIRS = {
     "dots": (("a red circle", "a red circle in the style of dots"),),
 }
 ESD = {"target": "empty", "eta": 1.0, "lr": 1e-3, "steps": 2, "batch_size": 1, "sample_steps": 3, "guidance": 3.0,
-       "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"}, "prompts": {"artists": "pairs", "global": "pairs"},
+       "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"}, "noxattn_form": "compvis", "prompts": {"artists": "pairs", "global": "pairs"},
        "log_every": 1}
 
 
