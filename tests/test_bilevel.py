@@ -23,6 +23,7 @@ from pruneforget.bilevel.algorithm import (
 )
 from pruneforget.train.batches import LatentTextPairs
 from pruneforget.train.finetune import distillation_terms
+from pruneforget.train.losses import diffusion_loss
 from pruneforget.train.objective import LoopSettings, objective_step_counts
 from pruneforget.unlearn.upper import UpperContext, build_upper
 from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialSampler, PromptPool
@@ -177,6 +178,45 @@ def test_total_iterations_count_lower_and_upper_steps_together(steps, k):
     assert counts["upper"] == steps // (k + 1) and counts["lower"] + counts["upper"] == steps
 
 
+@pytest.mark.parametrize("steps, k, lower, upper", [(50000, 10, 50000, 5000), (300, 10, 300, 30), (7, 2, 7, 3)])
+def test_authors_counting_runs_steps_lower_steps_and_an_upper_step_after_every_kth(steps, k, lower, upper):
+    from pruneforget.bilevel.algorithm import schedule
+
+    s = settings(steps=steps, k=k, counting="authors")
+    assert s.loop_steps == lower + upper
+    assert objective_step_counts(schedule(k), 0, s.loop_steps) == {"lower": lower, "upper": upper}
+    assert settings(steps=steps, k=k, counting="paper").loop_steps == steps  # paper: both counted together
+
+
+def test_authors_counting_trains_for_its_loop_steps_and_refuses_a_paper_length_loop(parts, tmp_path):
+    s = settings(steps=4, k=2, counting="authors", lam=0.0)
+    with pytest.raises(BilevelInputError, match="counting authors: 6 loop steps"):
+        train_bilevel(s, parts["theta"], parts["teacher"], parts["ctx"], {}, parts["ft"], parts["scheduler"], FT,
+                      loop(4), tmp_path / "short")
+    cost = train_bilevel(s, parts["theta"], parts["teacher"], parts["ctx"], {}, parts["ft"], parts["scheduler"], FT,
+                         loop(6), tmp_path / "run")
+    assert {k: v["steps"] for k, v in cost["objectives"].items()} == {"lower": 4, "upper": 2}
+    assert pd.read_csv(tmp_path / "run" / "metrics.csv")["objective"].tolist() == ["lower", "lower", "upper"] * 2
+
+
+@pytest.mark.parametrize("form", ["diffusers", "authors"])
+def test_lower_steps_weigh_l_diff_with_the_bilevel_snr_form(parts, form):
+    s = settings(snr_form=form)
+    theta = parts["theta"]
+    upper = build_upper("esdall", theta, parts["ctx"], {})
+    lower, _ = bilevel_objectives(s, theta, None, parts["teacher"], upper, parts["ctx"].batches, parts["ft"],
+                                  parts["scheduler"], FT)
+    batch = lower.batches(range(0, 2))
+    got = lower.loss({"unet": theta}, batch)
+    with torch.no_grad():
+        pred = theta(batch["noisy"], batch["timesteps"], batch["text"]).sample
+    by_hand = diffusion_loss(pred, batch["target"], batch["timesteps"], parts["scheduler"], FT["snr_gamma"], form)
+    torch.testing.assert_close(got["diff"].detach(), by_hand, rtol=1e-5, atol=1e-7)
+    other = "authors" if form == "diffusers" else "diffusers"
+    assert not torch.allclose(got["diff"].detach(), diffusion_loss(pred, batch["target"], batch["timesteps"],
+                                                                  parts["scheduler"], FT["snr_gamma"], other))
+
+
 class Crash(RuntimeError):
     pass
 
@@ -225,6 +265,8 @@ def test_resume_mid_cycle_reproduces_an_uninterrupted_run(parts, tmp_path):
     ({"mode": "both"}, "bilevel.mode"),
     ({"upper": {"x_t": "noise"}}, "bilevel.upper.x_t"),
     ({"steps": 2, "k": 5}, "bilevel.steps"),
+    ({"counting": "both"}, "bilevel.counting"),
+    ({"snr_form": "min"}, "bilevel.snr_form"),
 ])
 def test_bad_settings_are_rejected_naming_the_key(change, match):
     with pytest.raises(BilevelInputError, match=match):
