@@ -334,3 +334,22 @@ def test_paper_scale_upper_step_on_the_sd21_unet_is_grad_esdx_plus_lambda_grad_f
     scale = max(float(e.abs().max()) for e in expected)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "micro.yaml", "sd21.yaml", "sd21_smoke.yaml"])
+def test_the_code_variant_takes_every_authors_form_and_the_paper_variant_none(config):
+    from pathlib import Path
+
+    import yaml
+
+    from pruneforget.bilevel.inputs import run_params
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config" / config).read_text())
+    code, paper = run_params(cfg["bilevel"], "code"), run_params(cfg["bilevel"], "paper")
+    assert (code["snr_form"], code["counting"], code["upper"]["noxattn_form"], code["lam"]) == ("authors", "authors", "authors", 0.0)
+    assert (paper["snr_form"], paper["counting"], paper["upper"]["noxattn_form"]) == ("diffusers", "paper", None)
+    assert BilevelSettings.from_config(code).loop_steps == code["steps"] + code["steps"] // code["k"]
+    # the defaults elsewhere are the paper's forms
+    assert cfg["finetune"]["snr_form"] == cfg["prune"]["aptp"]["snr_form"] == "diffusers"
+    assert (cfg["prune"]["aptp"]["contrastive"], cfg["prune"]["aptp"]["gumbel"]) == ("bce", "logistic")
+    assert cfg["unlearn"]["esd"]["noxattn_form"] == "compvis"

@@ -32,7 +32,8 @@ COMMAND = {
     "eval_every": 3, "checkpoint_every": 0, "log_every": 1,
     "upper": {"method": "esdall", "x_t": "sample", "target_model": "teacher", "target": None, "batch_size": 1,
               "saliency_fraction": 0.1, "saliency_batches": 1},
-    "code": {"lam": 0.0, "k": 2, "upper": {"x_t": "images"}},
+    "code": {"lam": 0.0, "k": 2, "snr_form": "authors", "counting": "authors",
+             "upper": {"x_t": "images", "noxattn_form": "authors"}},
     "sweep": {"lambdas": [0, 10], "Ks": [2]},
 }
 STYLES = ["plain", "stripes", "waves"]
@@ -109,6 +110,10 @@ def test_authors_variant_runs_from_concept_images_without_a_penalty(workspace):
     metrics = pd.read_csv(out / "metrics.csv")
     upper = metrics[metrics["objective"] == "upper"]
     assert len(upper) == 1 and upper["ft_theta"].isna().all()  # lambda 0: no fine-tuning term in the upper step
+    # Every authors' form: their Min-SNR and counting (steps 3 = 3 lower steps, plus 1 upper after the 2nd)
+    assert (record["params"]["snr_form"], record["params"]["counting"]) == ("authors", "authors")
+    assert record["params"]["upper"]["noxattn_form"] == "authors"
+    assert (metrics["objective"] == "lower").sum() == 3
 
 
 def test_separate_variant_logs_the_penalty_that_the_penalty_figure_draws(workspace):
