@@ -213,7 +213,8 @@ def test_bad_esd_params_fail_before_work(tiny_pipe):
     from pruneforget.unlearn.esd import method_params, unlearn
 
     concepts = ConceptSet(erase=("stripes",), pairs=PAIRS)
-    for bad, match in [({"target": "negative"}, "target"), ({"subset": "attn"}, "subset"), ({"sample_steps": 1}, "sample_steps")]:
+    for bad, match in [({"target": "negative"}, "target"), ({"subset": "attn"}, "subset"), ({"sample_steps": 1}, "sample_steps"),
+                       ({"noxattn_form": "diffusers"}, "noxattn_form")]:
         params = {**method_params(ESD, "esdx", "artists"), **bad}
         with pytest.raises(UnlearnInputError, match=match):
             unlearn(tiny_pipe, concepts, params)
