@@ -42,14 +42,34 @@ def test_contrastive_loss_matches_hand_computed_cross_entropy():
     target = [math.exp(1 / tau) / (math.exp(1 / tau) + math.exp(0.6 / tau)), math.exp(0.6 / tau) / (math.exp(1 / tau) + math.exp(0.6 / tau))]
     pred = [math.exp(1 / tau) / (math.exp(1 / tau) + math.exp(0.8 / tau)), math.exp(0.8 / tau) / (math.exp(1 / tau) + math.exp(0.8 / tau))]
     row = -(target[0] * math.log(pred[0]) + target[1] * math.log(pred[1]))  # both rows are the same by symmetry
-    assert contrastive_loss(archs, prompts, tau).item() == pytest.approx(row, rel=1e-5)
+    assert contrastive_loss(archs, prompts, tau, "cross_entropy").item() == pytest.approx(row, rel=1e-5)
+    # The authors' element-wise BCE on the same matrices: mean over the 4 entries (2 per row, rows alike).
+    bce = -sum(t * math.log(q) + (1 - t) * math.log(1 - q) for t, q in zip(target, pred)) / 2
+    assert contrastive_loss(archs, prompts, tau, "bce").item() == pytest.approx(bce, rel=1e-5)
+    assert contrastive_loss(archs, prompts, tau).item() == pytest.approx(bce, rel=1e-5)  # the default
+
+
+def test_contrastive_bce_gradient_is_far_smaller_than_cross_entropy_at_the_start():
+    # At the start every architecture is nearly the same (all gates open at the offset), so A is
+    # near uniform; prompts are correlated sentence embeddings. Batch 16, as the tiny run.
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randn(1, 8, generator=g) + 0.7 * torch.randn(16, 8, generator=g)
+    grads = {}
+    for form in ("bce", "cross_entropy"):
+        archs = (torch.ones(1, 8) + 0.05 * torch.randn(16, 8, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+        contrastive_loss(archs, prompts, 0.03, form).backward()
+        grads[form] = archs.grad.norm().item()
+    assert grads["cross_entropy"] > 10 * grads["bce"]  # PAPER_FACTS section 2: 10-50x at batch 16-64
+    with pytest.raises(ValueError, match="not one of"):
+        contrastive_loss(archs, prompts, 0.03, "infonce")
 
 
 def test_contrastive_loss_prefers_architectures_as_similar_as_their_prompts():
     prompts = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.05]])
     aligned = prompts.clone()
     crossed = torch.tensor([[1.0, 0.0], [1.0, 0.05], [0.0, 1.0]])
-    assert contrastive_loss(aligned, prompts, 0.03) < contrastive_loss(crossed, prompts, 0.03)
+    for form in ("bce", "cross_entropy"):
+        assert contrastive_loss(aligned, prompts, 0.03, form) < contrastive_loss(crossed, prompts, 0.03, form)
 
 
 def test_objective_weights_each_term():

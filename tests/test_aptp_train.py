@@ -20,8 +20,9 @@ from pruneforget.prune.router import GateLayout, PromptEncoder, Router, RouterCo
 APTP = {
     "experts": 2, "steps": 60, "pretrain_steps": 4, "batch_size": 4, "lr": 5.0e-2, "scale_lr": True,
     "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0, "resolution": 16, "prompt_encoder": "minilm",
-    "gate_offset": 3.0, "gumbel_temperature": 0.4, "sinkhorn_epsilon": 0.05, "sinkhorn_iterations": 3,
-    "contrastive_temperature": 0.03, "snr_gamma": 5.0, "anneal_noise": True,
+    "gate_offset": 3.0, "gumbel_temperature": 0.4, "gumbel": "logistic", "depth_order": None,
+    "sinkhorn_epsilon": 0.05, "sinkhorn_iterations": 3,
+    "contrastive_temperature": 0.03, "contrastive": "bce", "snr_gamma": 5.0, "snr_form": "diffusers", "anneal_noise": True,
     "weights": {"resource": 2.0, "contrastive": 100.0, "output_kd": 0.2, "block_kd": 0.2},
     "route_prompts": 32, "caption_cache": 100, "log_every": 10, "checkpoint_every": 30, "seed": 0,
 }

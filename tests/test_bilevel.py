@@ -23,13 +23,14 @@ from pruneforget.bilevel.algorithm import (
 )
 from pruneforget.train.batches import LatentTextPairs
 from pruneforget.train.finetune import distillation_terms
+from pruneforget.train.losses import diffusion_loss
 from pruneforget.train.objective import LoopSettings, objective_step_counts
 from pruneforget.unlearn.upper import UpperContext, build_upper
 from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialSampler, PromptPool
 
 FT = {"snr_gamma": 5.0, "loss_weights": {"diff": 1.0, "out_kd": 2.0, "feat_kd": 0.1}, "lr_schedule": "constant",
       "betas": [0.9, 0.999], "weight_decay": 0.0, "max_grad_norm": None}
-BILEVEL = {"mode": "shared", "k": 2, "lam": 10.0, "steps": 7, "lower_lr": 1e-3, "upper_lr": 5e-3, "warmup_steps": 0,
+BILEVEL = {"mode": "shared", "k": 2, "lam": 10.0, "snr_form": "diffusers", "counting": "paper", "steps": 7, "lower_lr": 1e-3, "upper_lr": 5e-3, "warmup_steps": 0,
            "upper": {"method": "esdx", "x_t": "images", "target_model": "teacher"}}
 
 
@@ -177,6 +178,45 @@ def test_total_iterations_count_lower_and_upper_steps_together(steps, k):
     assert counts["upper"] == steps // (k + 1) and counts["lower"] + counts["upper"] == steps
 
 
+@pytest.mark.parametrize("steps, k, lower, upper", [(50000, 10, 50000, 5000), (300, 10, 300, 30), (7, 2, 7, 3)])
+def test_authors_counting_runs_steps_lower_steps_and_an_upper_step_after_every_kth(steps, k, lower, upper):
+    from pruneforget.bilevel.algorithm import schedule
+
+    s = settings(steps=steps, k=k, counting="authors")
+    assert s.loop_steps == lower + upper
+    assert objective_step_counts(schedule(k), 0, s.loop_steps) == {"lower": lower, "upper": upper}
+    assert settings(steps=steps, k=k, counting="paper").loop_steps == steps  # paper: both counted together
+
+
+def test_authors_counting_trains_for_its_loop_steps_and_refuses_a_paper_length_loop(parts, tmp_path):
+    s = settings(steps=4, k=2, counting="authors", lam=0.0)
+    with pytest.raises(BilevelInputError, match="counting authors: 6 loop steps"):
+        train_bilevel(s, parts["theta"], parts["teacher"], parts["ctx"], {}, parts["ft"], parts["scheduler"], FT,
+                      loop(4), tmp_path / "short")
+    cost = train_bilevel(s, parts["theta"], parts["teacher"], parts["ctx"], {}, parts["ft"], parts["scheduler"], FT,
+                         loop(6), tmp_path / "run")
+    assert {k: v["steps"] for k, v in cost["objectives"].items()} == {"lower": 4, "upper": 2}
+    assert pd.read_csv(tmp_path / "run" / "metrics.csv")["objective"].tolist() == ["lower", "lower", "upper"] * 2
+
+
+@pytest.mark.parametrize("form", ["diffusers", "authors"])
+def test_lower_steps_weigh_l_diff_with_the_bilevel_snr_form(parts, form):
+    s = settings(snr_form=form)
+    theta = parts["theta"]
+    upper = build_upper("esdall", theta, parts["ctx"], {})
+    lower, _ = bilevel_objectives(s, theta, None, parts["teacher"], upper, parts["ctx"].batches, parts["ft"],
+                                  parts["scheduler"], FT)
+    batch = lower.batches(range(0, 2))
+    got = lower.loss({"unet": theta}, batch)
+    with torch.no_grad():
+        pred = theta(batch["noisy"], batch["timesteps"], batch["text"]).sample
+    by_hand = diffusion_loss(pred, batch["target"], batch["timesteps"], parts["scheduler"], FT["snr_gamma"], form)
+    torch.testing.assert_close(got["diff"].detach(), by_hand, rtol=1e-5, atol=1e-7)
+    other = "authors" if form == "diffusers" else "diffusers"
+    assert not torch.allclose(got["diff"].detach(), diffusion_loss(pred, batch["target"], batch["timesteps"],
+                                                                  parts["scheduler"], FT["snr_gamma"], other))
+
+
 class Crash(RuntimeError):
     pass
 
@@ -225,6 +265,8 @@ def test_resume_mid_cycle_reproduces_an_uninterrupted_run(parts, tmp_path):
     ({"mode": "both"}, "bilevel.mode"),
     ({"upper": {"x_t": "noise"}}, "bilevel.upper.x_t"),
     ({"steps": 2, "k": 5}, "bilevel.steps"),
+    ({"counting": "both"}, "bilevel.counting"),
+    ({"snr_form": "min"}, "bilevel.snr_form"),
 ])
 def test_bad_settings_are_rejected_naming_the_key(change, match):
     with pytest.raises(BilevelInputError, match=match):
@@ -289,3 +331,22 @@ def test_paper_scale_upper_step_on_the_sd21_unet_is_grad_esdx_plus_lambda_grad_f
     scale = max(float(e.abs().max()) for e in expected)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "micro.yaml", "sd21.yaml", "sd21_smoke.yaml"])
+def test_the_code_variant_takes_every_authors_form_and_the_paper_variant_none(config):
+    from pathlib import Path
+
+    import yaml
+
+    from pruneforget.bilevel.inputs import run_params
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config" / config).read_text())
+    code, paper = run_params(cfg["bilevel"], "code"), run_params(cfg["bilevel"], "paper")
+    assert (code["snr_form"], code["counting"], code["upper"]["noxattn_form"], code["lam"]) == ("authors", "authors", "authors", 0.0)
+    assert (paper["snr_form"], paper["counting"], paper["upper"]["noxattn_form"]) == ("diffusers", "paper", None)
+    assert BilevelSettings.from_config(code).loop_steps == code["steps"] + code["steps"] // code["k"]
+    # the defaults elsewhere are the paper's forms
+    assert cfg["finetune"]["snr_form"] == cfg["prune"]["aptp"]["snr_form"] == "diffusers"
+    assert (cfg["prune"]["aptp"]["contrastive"], cfg["prune"]["aptp"]["gumbel"]) == ("bce", "logistic")
+    assert cfg["unlearn"]["esd"]["noxattn_form"] == "compvis"

@@ -12,7 +12,7 @@ import torch
 
 FINETUNE = {
     "steps": 99, "batch_size": 2, "micro_batch_size": 2, "lr": 1e-3, "lr_schedule": "constant_with_warmup",
-    "warmup_steps": 0, "betas": [0.9, 0.999], "weight_decay": 0.0, "max_grad_norm": None, "snr_gamma": 5.0,
+    "warmup_steps": 0, "betas": [0.9, 0.999], "weight_decay": 0.0, "max_grad_norm": None, "snr_gamma": 5.0, "snr_form": "diffusers",
     "loss_weights": {"diff": 1.0, "out_kd": 2.0, "feat_kd": 0.1}, "caption_dropout": 0.0, "mixed_precision": "no",
     "gradient_checkpointing": False, "precompute": True, "resolution": None, "limit": None, "checkpoint_every": 0,
     "log_every": 1, "eval_every": 0, "fid_reference": None,
@@ -24,15 +24,16 @@ UNLEARN = {
     "artists": {"concepts": ["stripes"], "guide": "plain", "preserve": [], "prompt_pairs": PAIRS},
     "global": {"concepts": ["stripes"], "guide": None, "preserve": [], "prompt_pairs": PAIRS},
     "esd": {"target": "empty", "eta": 1.0, "lr": 1e-3, "steps": 2, "batch_size": 1, "sample_steps": 3, "guidance": 3.0,
-            "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"},
+            "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"}, "noxattn_form": "compvis",
             "prompts": {"artists": "pairs", "global": "pairs"}, "log_every": 1},
 }
 COMMAND = {
-    "mode": "shared", "steps": 3, "k": 2, "lam": 10.0, "lower_lr": 1e-3, "upper_lr": 5e-3, "warmup_steps": 0,
+    "mode": "shared", "steps": 3, "k": 2, "lam": 10.0, "snr_form": "diffusers", "counting": "paper", "lower_lr": 1e-3, "upper_lr": 5e-3, "warmup_steps": 0,
     "eval_every": 3, "checkpoint_every": 0, "log_every": 1,
     "upper": {"method": "esdall", "x_t": "sample", "target_model": "teacher", "target": None, "batch_size": 1,
               "saliency_fraction": 0.1, "saliency_batches": 1},
-    "code": {"lam": 0.0, "k": 2, "upper": {"x_t": "images"}},
+    "code": {"lam": 0.0, "k": 2, "snr_form": "authors", "counting": "authors",
+             "upper": {"x_t": "images", "noxattn_form": "authors"}},
     "sweep": {"lambdas": [0, 10], "Ks": [2]},
 }
 STYLES = ["plain", "stripes", "waves"]
@@ -109,6 +110,10 @@ def test_authors_variant_runs_from_concept_images_without_a_penalty(workspace):
     metrics = pd.read_csv(out / "metrics.csv")
     upper = metrics[metrics["objective"] == "upper"]
     assert len(upper) == 1 and upper["ft_theta"].isna().all()  # lambda 0: no fine-tuning term in the upper step
+    # Every authors' form: their Min-SNR and counting (steps 3 = 3 lower steps, plus 1 upper after the 2nd)
+    assert (record["params"]["snr_form"], record["params"]["counting"]) == ("authors", "authors")
+    assert record["params"]["upper"]["noxattn_form"] == "authors"
+    assert (metrics["objective"] == "lower").sum() == 3
 
 
 def test_separate_variant_logs_the_penalty_that_the_penalty_figure_draws(workspace):

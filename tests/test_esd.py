@@ -83,6 +83,48 @@ def test_parameter_subsets_follow_esd():
         in_subset("conv_in.weight", "cross")
 
 
+def _owned_by(unet, types) -> set[str]:
+    """Names of the parameters that modules of `types` own directly."""
+    return {f"{path}.{n}" for path, m in unet.named_modules() if isinstance(m, types)
+            for n, _ in m.named_parameters(recurse=False)}
+
+
+def test_authors_esd_u_trains_linear_and_conv_outside_attn2_and_compvis_trains_norms_instead():
+    unet = small_unet()
+    compvis = set(subset_parameters(unet, "noxattn", "compvis"))
+    authors = set(subset_parameters(unet, "noxattn", "authors"))
+    norms = _owned_by(unet, (torch.nn.GroupNorm, torch.nn.LayerNorm))
+    assert not any(".attn2." in f".{n}" for n in authors)
+    assert authors == {n for n in _owned_by(unet, (torch.nn.Linear, torch.nn.Conv2d)) if ".attn2." not in f".{n}"}
+    # What the two forms disagree on, exactly: the norms (CompVis trains them, but not conv_norm_out),
+    # and the time embedding and conv_out (the authors' port trains them).
+    assert compvis - authors == {n for n in norms if ".attn2." not in n and not n.startswith("conv_norm_out.")}
+    assert authors - compvis == {n for n in authors if n.startswith(("time_embedding.", "conv_out."))}
+    assert {"time_embedding.linear_1.weight", "conv_out.weight", "conv_in.weight"} <= authors
+    # xattn and full have one form
+    assert set(subset_parameters(unet, "xattn", "authors")) == set(subset_parameters(unet, "xattn"))
+    with pytest.raises(ValueError, match="not one of"):
+        subset_parameters(unet, "noxattn", "diffusers")
+
+
+def test_authors_esd_u_trains_the_bias_a_pruned_stand_in_keeps_and_the_upper_objective_uses_the_form():
+    from pruneforget.models.expert_modules import ConstantOutput, replace_module
+    from pruneforget.unlearn.upper import UpperContext, build_upper
+
+    unet = small_unet()
+    block = next(p for p, m in unet.named_modules() if p.endswith("transformer_blocks.0"))
+    ff = unet.get_submodule(f"{block}.ff")
+    replace_module(unet, f"{block}.ff", ConstantOutput(ff.net[2].out_features, ff.net[2].bias))  # every unit removed
+    attn2 = unet.get_submodule(f"{block}.attn2")
+    replace_module(unet, f"{block}.attn2", ConstantOutput(attn2.to_out[0].out_features, attn2.to_out[0].bias))
+    authors = subset_parameters(unet, "noxattn", "authors")
+    assert f"{block}.ff.bias" in authors and f"{block}.attn2.bias" not in authors
+    ctx = UpperContext(small_unet(1), "empty", 1.0, lambda positions: {})
+    for form in ("compvis", "authors"):
+        upper = build_upper("esdu", unet, ctx, {"noxattn_form": form})
+        assert set(upper.params) == set(subset_parameters(unet, "noxattn", form))
+
+
 def test_partial_sampling_is_the_guided_ddim_loop_stopped_early(tiny_pipe):
     unet = tiny_pipe.unet.eval()
     g = torch.Generator().manual_seed(0)
@@ -110,7 +152,7 @@ PAIRS = {
     "dots": (("a red circle", "a red circle in the style of dots"),),
 }
 ESD = {"target": "empty", "eta": 1.0, "lr": 1e-3, "steps": 2, "batch_size": 1, "sample_steps": 3, "guidance": 3.0,
-       "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"}, "prompts": {"artists": "pairs", "global": "pairs"},
+       "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"}, "noxattn_form": "compvis", "prompts": {"artists": "pairs", "global": "pairs"},
        "log_every": 1}
 
 
@@ -171,7 +213,8 @@ def test_bad_esd_params_fail_before_work(tiny_pipe):
     from pruneforget.unlearn.esd import method_params, unlearn
 
     concepts = ConceptSet(erase=("stripes",), pairs=PAIRS)
-    for bad, match in [({"target": "negative"}, "target"), ({"subset": "attn"}, "subset"), ({"sample_steps": 1}, "sample_steps")]:
+    for bad, match in [({"target": "negative"}, "target"), ({"subset": "attn"}, "subset"), ({"sample_steps": 1}, "sample_steps"),
+                       ({"noxattn_form": "diffusers"}, "noxattn_form")]:
         params = {**method_params(ESD, "esdx", "artists"), **bad}
         with pytest.raises(UnlearnInputError, match=match):
             unlearn(tiny_pipe, concepts, params)

@@ -27,7 +27,7 @@ WEIGHTS = {"diff": 1.0, "out_kd": 2.0, "feat_kd": 0.1}
 
 FT = {
     "steps": 2, "batch_size": 4, "micro_batch_size": 2, "lr": 1e-3, "lr_schedule": "constant_with_warmup",
-    "warmup_steps": 0, "betas": [0.9, 0.999], "weight_decay": 0.0, "max_grad_norm": None, "snr_gamma": 5.0,
+    "warmup_steps": 0, "betas": [0.9, 0.999], "weight_decay": 0.0, "max_grad_norm": None, "snr_gamma": 5.0, "snr_form": "diffusers",
     "loss_weights": WEIGHTS, "caption_dropout": 0.25, "mixed_precision": "no", "gradient_checkpointing": False,
     "precompute": True, "resolution": None, "limit": None, "checkpoint_every": 1, "log_every": 1, "eval_every": 1,
     "fid_reference": None,

@@ -44,6 +44,46 @@ def test_min_snr_weights_for_epsilon_prediction():
     torch.testing.assert_close(min_snr_weights(s, t, 5.0), torch.tensor([5 / snr[0], 1.0]), rtol=1e-4, atol=0)
 
 
+def test_min_snr_forms_differ_by_the_authors_plus_one_for_v_prediction():
+    s = sd21_scheduler("v_prediction")
+    # t 10: SNR > 5, both clip at gamma. t 400: 4 < SNR + 1 < 5... found by hand below. t 800: SNR + 1 < 5.
+    t_mid = next(t for t in range(0, 1000, 5) if hand_snr(t) < 5 < hand_snr(t) + 1)
+    t = torch.tensor([10, t_mid, 800])
+    snr = [hand_snr(int(x)) for x in t]
+    diffusers = [min(x, 5) / (x + 1) for x in snr]
+    authors = [min(x + 1, 5) / (x + 1) for x in snr]
+    torch.testing.assert_close(min_snr_weights(s, t, 5.0, "diffusers"), torch.tensor(diffusers), rtol=1e-4, atol=0)
+    torch.testing.assert_close(min_snr_weights(s, t, 5.0, "authors"), torch.tensor(authors), rtol=1e-4, atol=0)
+    assert authors[0] == pytest.approx(diffusers[0])      # clipped in both forms: gamma / (SNR + 1)
+    assert authors[1] == pytest.approx(5 / (snr[1] + 1)) and diffusers[1] == pytest.approx(snr[1] / (snr[1] + 1))
+    assert authors[2] == pytest.approx(1.0) and diffusers[2] < 0.5  # where the authors' weight is 1
+
+
+def test_min_snr_mean_weight_over_uniform_t_is_the_documented_0_908_and_0_294():
+    s = sd21_scheduler("v_prediction")
+    t = torch.arange(1000)
+    assert min_snr_weights(s, t, 5.0, "authors").mean().item() == pytest.approx(0.908, abs=1e-3)
+    assert min_snr_weights(s, t, 5.0, "diffusers").mean().item() == pytest.approx(0.294, abs=1e-3)
+
+
+def test_min_snr_forms_agree_for_epsilon_prediction_and_reject_unknown_forms():
+    s = sd21_scheduler("epsilon")
+    t = torch.tensor([10, 800])
+    torch.testing.assert_close(min_snr_weights(s, t, 5.0, "authors"), min_snr_weights(s, t, 5.0, "diffusers"))
+    with pytest.raises(ValueError, match="not one of"):
+        min_snr_weights(s, t, 5.0, "old")
+
+
+def test_diffusion_loss_passes_its_snr_form_on():
+    s = sd21_scheduler("v_prediction")
+    t = torch.tensor([800])
+    pred, target = torch.zeros(1, 1, 1, 2), torch.tensor([[[[1.0, 3.0]]]])  # MSE 5
+    snr = hand_snr(800)
+    torch.testing.assert_close(diffusion_loss(pred, target, t, s, 5.0, "authors"), torch.tensor(5.0), rtol=1e-4, atol=0)
+    torch.testing.assert_close(diffusion_loss(pred, target, t, s, 5.0, "diffusers"), torch.tensor(5 * snr / (snr + 1)),
+                               rtol=1e-4, atol=0)
+
+
 def test_diffusion_loss_weights_each_sample_then_averages():
     s = sd21_scheduler("v_prediction")
     t = torch.tensor([10, 800])

@@ -8,7 +8,9 @@ fine-tuning (lower level, Eq. 8), as two objectives of the one training loop.
 
 vartheta enters the upper step only through the value of G: its gradient w.r.t. theta is
 grad upper(theta) + lambda * grad L_ft(theta). Total iterations count lower and upper steps
-together (paper: 20,000 with K = 20, i.e. 19,048 lower and 952 upper steps).
+together (`counting: paper`; 20,000 with K = 20, i.e. 19,048 lower and 952 upper steps); the
+authors' code counts lower steps alone, with an upper step after every K-th (`counting: authors`:
+50,000 iterations = 50,000 lower + 5,000 upper at K = 10).
 
 Modes (the paper: "theta and vartheta may be the same or different parameter sets"):
 - shared: vartheta is theta; the lower steps fine-tune the model that the upper steps unlearn.
@@ -18,7 +20,8 @@ Modes (the paper: "theta and vartheta may be the same or different parameter set
 
 The authors' code is a configuration, not another implementation (PAPER_FACTS section 1):
 lambda 0 (no penalty term), K 10, x_t from forward-noised real images of the concept, the target
-from the unpruned teacher, every parameter trained (`upper.method: esdall`).
+from the unpruned teacher, every parameter trained (`upper.method: esdall`), their Min-SNR form
+(`snr_form: authors`) and their step counting (`counting: authors`).
 
 The upper level is any objective of unlearn/upper.py's registry (ESD-x, ESD-u, all-parameter ESD,
 saliency-masked ESD, adversarial ESD), with any ESD target mode, or UCE's closed-form edit. A
@@ -48,6 +51,8 @@ from pruneforget.unlearn.upper import UPPER, Upper, UpperContext, build_upper, c
 MODES = ("shared", "separate")
 XT_SOURCES = ("sample", "images")
 TARGET_MODELS = ("teacher", "initial")
+COUNTINGS = ("paper", "authors")
+SNR_FORMS = ("diffusers", "authors")  # train/losses.py's Min-SNR forms
 UPPER_TERMS = ("upper", "ft_theta", "ft_vartheta", "penalty", "G", "total")
 # The fine-tuning batch of an upper step is drawn at positions this far from the lower steps' own
 # (positions 0, 1, 2, ...), so an upper step never reuses a lower step's samples.
@@ -72,13 +77,16 @@ class BilevelSettings:
     upper_method: str
     x_t: str
     target_model: str
+    snr_form: str = "diffusers"
+    counting: str = "paper"
 
     @classmethod
     def from_config(cls, cfg: dict) -> "BilevelSettings":
         upper = cfg["upper"]
         settings = cls(mode=cfg["mode"], k=cfg["k"], lam=cfg["lam"], steps=cfg["steps"], lower_lr=cfg["lower_lr"],
                        upper_lr=cfg["upper_lr"], warmup_steps=cfg["warmup_steps"], upper_method=upper["method"],
-                       x_t=upper["x_t"], target_model=upper["target_model"])
+                       x_t=upper["x_t"], target_model=upper["target_model"], snr_form=cfg["snr_form"],
+                       counting=cfg["counting"])
         settings.check()
         try:
             check_settings(settings.upper_method, upper, require=False)  # present keys; build_upper checks the rest
@@ -102,12 +110,24 @@ class BilevelSettings:
             raise BilevelInputError(f"bilevel.upper.x_t: {self.x_t!r} is not one of {XT_SOURCES}")
         if self.target_model not in TARGET_MODELS:
             raise BilevelInputError(f"bilevel.upper.target_model: {self.target_model!r} is not one of {TARGET_MODELS}")
-        if not isinstance(self.steps, int) or self.steps < self.k + 1:
+        if self.counting not in COUNTINGS:
+            raise BilevelInputError(f"bilevel.counting: {self.counting!r} is not one of {COUNTINGS}")
+        if self.snr_form not in SNR_FORMS:
+            raise BilevelInputError(f"bilevel.snr_form: {self.snr_form!r} is not one of {SNR_FORMS}")
+        if not isinstance(self.steps, int) or self.loop_steps < self.k + 1:
             raise BilevelInputError(f"bilevel.steps: {self.steps!r} total iterations cannot hold one cycle of K = {self.k} "
                                     f"lower steps and an upper step; use at least {self.k + 1}")
         for key in ("lower_lr", "upper_lr"):
             if not getattr(self, key) > 0:
                 raise BilevelInputError(f"bilevel.{key} must be > 0, got {getattr(self, key)!r}")
+
+    @property
+    def loop_steps(self) -> int:
+        """Steps of the training loop, lower and upper: `steps` (counting paper), or `steps` lower
+        steps plus one upper step after every K-th, steps + floor(steps / K) (counting authors)."""
+        if self.counting == "authors":
+            return self.steps + self.steps // self.k
+        return self.steps
 
 
 def schedule(k: int) -> Callable[[int], str]:
@@ -183,7 +203,8 @@ def bilevel_objectives(settings: BilevelSettings, theta: nn.Module, vartheta: nn
         raise BilevelInputError(f"mode {settings.mode!r} needs vartheta {'a second copy' if separate else 'to be theta'}")
 
     def ft_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
-        return distillation_terms(model, teacher, batch, scheduler, ft_cfg["snr_gamma"], ft_cfg["loss_weights"])
+        return distillation_terms(model, teacher, batch, scheduler, ft_cfg["snr_gamma"], ft_cfg["loss_weights"],
+                                  settings.snr_form)
 
     def lower_loss(models, batch):
         return ft_loss(models["vartheta" if separate else "unet"], batch)
@@ -211,15 +232,16 @@ def bilevel_objectives(settings: BilevelSettings, theta: nn.Module, vartheta: nn
 def train_bilevel(settings: BilevelSettings, theta: nn.Module, teacher: nn.Module, ctx: UpperContext, upper_cfg: dict,
                   ft_batches, scheduler, ft_cfg: dict, loop: LoopSettings, work_dir: Path, *, evaluate=None,
                   accelerator=None, fingerprint: dict | None = None, on_step_end=None) -> dict:
-    """Run Algorithm 1 for `loop.steps` = `settings.steps` total iterations on `theta` (in place),
+    """Run Algorithm 1 for `loop.steps` = `settings.loop_steps` iterations on `theta` (in place),
     resuming from `work_dir`'s checkpoints. Returns the loop's cost summary (also cost.json).
 
     `ctx` gives the upper objective's frozen target model, batches and sampler (and UCE's columns
     for `uce`); `upper_cfg` the method's own settings (batch_size; saliency_fraction and
     saliency_batches for esd-saliency; adversarial_steps and adversarial_epsilon for
     esd-adversarial)."""
-    if loop.steps != settings.steps:
-        raise BilevelInputError(f"the loop runs {loop.steps} steps but bilevel.steps is {settings.steps}")
+    if loop.steps != settings.loop_steps:
+        raise BilevelInputError(f"the loop runs {loop.steps} steps but bilevel.steps is {settings.steps} "
+                                f"(counting {settings.counting}: {settings.loop_steps} loop steps)")
     teacher.requires_grad_(False).eval()
     theta.requires_grad_(True)
     vartheta = copy.deepcopy(theta) if settings.mode == "separate" else None
@@ -227,10 +249,12 @@ def train_bilevel(settings: BilevelSettings, theta: nn.Module, teacher: nn.Modul
     objectives = bilevel_objectives(settings, theta, vartheta, teacher, upper, ctx.batches, ft_batches, scheduler,
                                     ft_cfg, upper_cfg.get("batch_size"))
     models = {"unet": theta} if vartheta is None else {"unet": theta, "vartheta": vartheta}
-    print_counts = objective_step_counts(schedule(settings.k), 0, settings.steps)
-    print(f"bilevel ({settings.mode}): {settings.steps} iterations = {print_counts.get('lower', 0)} lower + "
-          f"{print_counts.get('upper', 0)} upper (K = {settings.k}, lambda = {settings.lam}, upper {settings.upper_method})")
+    print_counts = objective_step_counts(schedule(settings.k), 0, settings.loop_steps)
+    print(f"bilevel ({settings.mode}): {settings.loop_steps} loop steps = {print_counts.get('lower', 0)} lower + "
+          f"{print_counts.get('upper', 0)} upper (K = {settings.k}, lambda = {settings.lam}, upper {settings.upper_method}, "
+          f"counting {settings.counting}, Min-SNR {settings.snr_form})")
     fingerprint = {**(fingerprint or {}), "mode": settings.mode, "k": settings.k, "lam": settings.lam,
-                   "upper": settings.upper_method, "upper_settings": upper.settings}
+                   "upper": settings.upper_method, "upper_settings": upper.settings, "snr_form": settings.snr_form,
+                   "counting": settings.counting}
     return train(objectives, schedule(settings.k), models, loop, work_dir, evaluate=evaluate,
                  accelerator=accelerator, fingerprint=fingerprint, on_step_end=on_step_end)

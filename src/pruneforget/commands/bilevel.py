@@ -79,6 +79,8 @@ def resolve(args: argparse.Namespace):
     check_concepts_in_world(setting["concepts"], args.data)
     concepts = concept_set(setting, args.data)
     esd = method_params(args.unlearn["esd"], "esd", args.setting)
+    # esdu's parameter set: bilevel.upper's, or (null) the two-stage ESD's, recorded resolved.
+    cfg["upper"] = {**cfg["upper"], "noxattn_form": cfg["upper"].get("noxattn_form") or esd["noxattn_form"]}
     return cfg, settings, concepts, esd
 
 
@@ -90,7 +92,8 @@ def run(args: argparse.Namespace) -> None:
     except (BilevelInputError, UnlearnInputError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"bilevel: {exc}") from exc
     # The loop's own settings: fine-tuning's batch, precision and evaluation, bilevel's length and cadence.
-    ft_cfg.update({k: cfg[k] for k in ("steps", "eval_every", "checkpoint_every", "log_every")})
+    ft_cfg.update({k: cfg[k] for k in ("eval_every", "checkpoint_every", "log_every")})
+    ft_cfg["steps"] = settings.loop_steps  # lower and upper steps together, as bilevel.counting counts them
     if args.no_eval:
         ft_cfg["eval_every"] = 0
     table = read_split(args.data, "finetune", ft_cfg.get("limit"))

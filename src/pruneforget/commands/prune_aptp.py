@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> None:
     table = read_table(args.data, "train")
     encoder = PromptEncoder(cfg["prompt_encoder"]).to(device)
     config = RouterConfig(GateLayout.from_groups(groups), encoder.dim, cfg["experts"], cfg["prompt_encoder"],
-                          offset=cfg["gate_offset"], temperature=cfg["gumbel_temperature"])
+                          offset=cfg["gate_offset"], temperature=cfg["gumbel_temperature"], gumbel=cfg["gumbel"],
+                          depth_order=cfg["depth_order"])
     router = Router(config, seed=cfg["seed"])
     print(f"prune-aptp: {len(groups)} gate groups ({config.layout.dim} gates), {macs.full / 1e9:.3f} GMACs at "
           f"{latent}x{latent} latents, {macs.prunable_full / macs.full:.1%} prunable; budget {args.budget} -> "

@@ -37,18 +37,32 @@ def resource_loss(ratios: Tensor, target: float) -> Tensor:
     return torch.log(ratios.mean().clamp(min=1e-6) / target).abs()
 
 
-def contrastive_loss(arch_embeddings: Tensor, prompt_embeddings: Tensor, temperature: float = 0.03) -> Tensor:
-    """Cross-entropy between the batch's prompt and architecture similarity distributions (APTP).
+CONTRASTIVE_FORMS = ("bce", "cross_entropy")
 
-    Row i of softmax(cos(prompt_i, prompt_j) / tau) is the target distribution; row i of
-    softmax(cos(arch_i, arch_j) / tau) must match it, so that similar prompts get similar
-    architectures. The prompt side carries no gradient (its encoder is frozen).
+
+def contrastive_loss(arch_embeddings: Tensor, prompt_embeddings: Tensor, temperature: float = 0.03,
+                     form: str = "bce") -> Tensor:
+    """APTP's contrastive loss between the batch's architecture and prompt similarity distributions.
+
+    A = softmax(cos(arch_i, arch_j) / tau) and P = softmax(cos(prompt_i, prompt_j) / tau), row-wise;
+    A must match P, so that similar prompts get similar architectures. The prompt side carries no
+    gradient (its encoder is frozen). `form`:
+
+    - `bce` (the authors' pdm/losses/contrastive_loss.py): element-wise binary cross-entropy
+      -[P_ij log A_ij + (1 - P_ij) log(1 - A_ij)] averaged over all B^2 entries (logs clamped at
+      -100, as torch's). The paper gives this term weight 100, the authors' setting for this form.
+    - `cross_entropy`: row-wise -sum_j P_ij log A_ij averaged over rows; its gradient is 10-50x
+      larger at batch 16-64 (PAPER_FACTS section 2) and would dominate the other terms at weight 100.
     """
     a = F.normalize(arch_embeddings, dim=-1)
     p = F.normalize(prompt_embeddings, dim=-1).detach()
     target = F.softmax(p @ p.T / temperature, dim=-1)
-    log_pred = F.log_softmax(a @ a.T / temperature, dim=-1)
-    return -(target * log_pred).sum(dim=-1).mean()
+    if form == "bce":
+        return F.binary_cross_entropy(F.softmax(a @ a.T / temperature, dim=-1), target, reduction="mean")
+    if form == "cross_entropy":
+        log_pred = F.log_softmax(a @ a.T / temperature, dim=-1)
+        return -(target * log_pred).sum(dim=-1).mean()
+    raise ValueError(f"contrastive loss form {form!r} is not one of {CONTRASTIVE_FORMS}")
 
 
 def aptp_objective(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:

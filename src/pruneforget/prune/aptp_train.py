@@ -11,8 +11,8 @@ router learns:
   the codes learn; the predictor keeps learning through the contrastive loss, which makes
   similar prompts predict similar architectures and so reach the same code.
 
-Loss per step (`aptp_losses.aptp_objective`): DDPM (Min-SNR) + w_res * |log(mean r / p')|
-+ w_con * contrastive + w_out * output KD + w_block * block KD.
+Loss per step (`aptp_losses.aptp_objective`): DDPM (Min-SNR, `snr_form`) + w_res * |log(mean r / p')|
++ w_con * contrastive (`contrastive`: bce or cross_entropy) + w_out * output KD + w_block * block KD.
 
 One objective ("aptp") of the training loop (train/loop.py): accelerate checkpoints, DDP, mixed
 precision, gradient accumulation and the cost record, as fine-tuning has them. Under DDP or
@@ -94,9 +94,10 @@ def aptp_step_losses(
         student_feats = feats.pop()
     ratios = macs.prunable_ratio(masks).float()
     terms = {
-        "diffusion": diffusion_loss(student, batch["target"], t, scheduler, cfg["snr_gamma"]),
+        "diffusion": diffusion_loss(student, batch["target"], t, scheduler, cfg["snr_gamma"], cfg["snr_form"]),
         "resource": resource_loss(ratios, target),
-        "contrastive": contrastive_loss(router.arch_embedding(vectors), prompt_embeddings, cfg["contrastive_temperature"]),
+        "contrastive": contrastive_loss(router.arch_embedding(vectors), prompt_embeddings, cfg["contrastive_temperature"],
+                                        cfg["contrastive"]),
         "output_kd": output_kd(teacher, student),
         "block_kd": feature_kd(teacher_feats, student_feats),
     }

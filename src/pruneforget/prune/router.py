@@ -13,6 +13,12 @@ therefore the split of that vector by group plus a constant `offset` (the author
 starts every gate open, so pruning begins at the full model and the resource loss closes gates.
 Cosines are taken between architecture embeddings: the gates' probabilities sigmoid(logit / tau),
 each group scaled by 1/sqrt(units) so that every group weighs the same whatever its size.
+
+Two gate samplers (`RouterConfig.gumbel`, config `prune.aptp.gumbel`): `logistic`, the
+Gumbel-sigmoid with zero-mean logistic noise and noise-free gates at extraction; `authors`, the
+authors' code: one Gumbel sample (mean 0.577), depth gates from a cumulative softmax over the depth
+entries in `depth_order` (`gumbel.importance_logits`), width groups that keep at least one unit, and
+the noise of seed 0 (not none) when a code's expert is extracted.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from pruneforget.prune.gumbel import gumbel_sigmoid, hard_gates
+from pruneforget.prune.gumbel import NOISES, gumbel_sigmoid, hard_gates, importance_logits, keep_one_unit, straight_through
 from pruneforget.prune.sinkhorn import balanced_assignment
 
 MINILM = "minilm"  # the tiny world's shipped all-MiniLM-L6-v2 (see models/text.py)
@@ -131,14 +137,28 @@ class RouterConfig:
     prompt_encoder: str
     offset: float = 3.0
     temperature: float = 0.4
+    gumbel: str = "logistic"
+    depth_order: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.gumbel not in NOISES:
+            raise ValueError(f"prune.aptp.gumbel {self.gumbel!r} is not one of {NOISES}")
+        if self.depth_order is not None:
+            n = self.layout.depth_units
+            if not n or sorted(i % n for i in self.depth_order) != list(range(n)):
+                raise ValueError(f"prune.aptp.depth_order {list(self.depth_order)} is not a permutation of this "
+                                 f"UNet's {n} depth gates (indices mod {n}); use null for layout order")
+            object.__setattr__(self, "depth_order", tuple(self.depth_order))
 
     def to_json(self) -> dict:
         obj = asdict(self)
         obj["layout"] = self.layout.to_json()
+        obj["depth_order"] = None if self.depth_order is None else list(self.depth_order)
         return obj
 
     @classmethod
     def from_json(cls, obj: dict) -> "RouterConfig":
+        """A router_config.json; one written before the gate samplers existed is `logistic`."""
         return cls(**{**obj, "layout": GateLayout.from_json(obj["layout"])})
 
 
@@ -167,9 +187,18 @@ class Router(nn.Module):
         """(B, embed_dim) -> (B, dim): the predictor's code-space vector of each prompt."""
         return self.predictor(prompt_embeddings)
 
+    def gate_logits(self, vectors: Tensor) -> Tensor:
+        """Code-space vectors (B, dim) -> the gates' logits before noise, offset included: v + offset
+        (`logistic`), or with the depth entries through the authors' cumulative softmax (`authors`)."""
+        if self.config.gumbel == "logistic" or not self.layout.depth_units:
+            return vectors + self.config.offset
+        n = self.layout.depth_units
+        depth = importance_logits(vectors[..., -n:], self.config.depth_order)
+        return torch.cat([vectors[..., :-n], depth], dim=-1) + self.config.offset
+
     def arch_embedding(self, vectors: Tensor) -> Tensor:
         """Unit-norm architecture embedding of code-space vectors: group-weighted gate probabilities."""
-        probs = torch.sigmoid((vectors + self.config.offset) / self.config.temperature)
+        probs = torch.sigmoid(self.gate_logits(vectors) / self.config.temperature)
         return F.normalize(probs * self.weights, dim=-1)
 
     def similarity(self, prompt_embeddings: Tensor) -> Tensor:
@@ -189,22 +218,34 @@ class Router(nn.Module):
     # -- gates ------------------------------------------------------------------------------
     def decode(self, vectors: Tensor) -> dict[str, Tensor]:
         """Code-space vectors (B, dim) -> gate logits per group {name: (B, units)}."""
-        return self.layout.split(vectors + self.config.offset)
+        return self.layout.split(self.gate_logits(vectors))
 
     def sample_masks(
         self, vectors: Tensor, generator: torch.Generator | None = None, noise_scale: float = 1.0
     ) -> dict[str, Tensor]:
         """Straight-through Gumbel-sigmoid masks {name: (B, units)} of code-space vectors (training)."""
-        logits = vectors + self.config.offset
-        gates = gumbel_sigmoid(logits, self.config.temperature, hard=True, generator=generator, noise_scale=noise_scale)
-        return self.layout.split(gates)
+        logits = self.gate_logits(vectors)
+        if self.config.gumbel == "logistic":
+            gates = gumbel_sigmoid(logits, self.config.temperature, hard=True, generator=generator, noise_scale=noise_scale)
+            return self.layout.split(gates)
+        soft = self.layout.split(gumbel_sigmoid(logits, self.config.temperature, hard=False, generator=generator,
+                                                noise_scale=noise_scale, noise="authors"))
+        width = {name for name, _ in self.layout.width}
+        masks = {}
+        for name, s in soft.items():
+            s = keep_one_unit(s) if name in width else s
+            masks[name] = straight_through((s >= 0.5).to(s.dtype), s)
+        return masks
 
     @torch.no_grad()
     def code_masks(self, index: int) -> dict[str, Tensor]:
         """The deterministic hard masks {name: (units,)} of code `index`: its expert's architecture."""
         if not 0 <= index < self.config.n_codes:
             raise IndexError(f"code {index} does not exist; this router has {self.config.n_codes} codes")
-        hard = hard_gates(self.codes[index] + self.config.offset)
+        if self.config.gumbel == "authors":  # their inference gates: the noise of a fixed seed, 0
+            masks = self.sample_masks(self.codes[index:index + 1], generator=torch.Generator().manual_seed(0))
+            return {name: m[0].detach().clone() for name, m in masks.items()}
+        hard = hard_gates(self.gate_logits(self.codes[index]))
         return {name: m.clone() for name, m in self.layout.split(hard).items()}
 
 

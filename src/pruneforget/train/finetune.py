@@ -29,16 +29,18 @@ BASE_IDENTITY_KEYS = (
 
 
 def distillation_terms(student: nn.Module, teacher: nn.Module | None, batch: Mapping[str, Tensor], scheduler,
-                       snr_gamma: float | None, weights: Mapping[str, float]) -> dict[str, Tensor]:
-    """The terms of Eq. 8 on one batch (from `denoising_batch`): `diff` always; `out_kd` and
-    `feat_kd` when a teacher is given (frozen, no gradients); `total` their weighted sum.
+                       snr_gamma: float | None, weights: Mapping[str, float],
+                       snr_form: str = "diffusers") -> dict[str, Tensor]:
+    """The terms of Eq. 8 on one batch (from `denoising_batch`): `diff` always (Min-SNR in form
+    `snr_form`, see `losses.min_snr_weights`); `out_kd` and `feat_kd` when a teacher is given
+    (frozen, no gradients); `total` their weighted sum.
 
     `student` may be DDP-wrapped: the feature hooks go on the module inside.
     """
     noisy, t, text = batch["noisy"], batch["timesteps"], batch["text"]
     if teacher is None:
         pred = student(noisy, t, text).sample
-        terms = {"diff": diffusion_loss(pred, batch["target"], t, scheduler, snr_gamma)}
+        terms = {"diff": diffusion_loss(pred, batch["target"], t, scheduler, snr_gamma, snr_form)}
     else:
         with torch.no_grad(), BlockFeatures(teacher) as tf:
             pred_teacher = teacher(noisy, t, text).sample
@@ -46,7 +48,7 @@ def distillation_terms(student: nn.Module, teacher: nn.Module | None, batch: Map
         with BlockFeatures(extract_model_from_parallel(student)) as sf:
             pred = student(noisy, t, text).sample
             feats_student = sf.pop()
-        terms = {"diff": diffusion_loss(pred, batch["target"], t, scheduler, snr_gamma),
+        terms = {"diff": diffusion_loss(pred, batch["target"], t, scheduler, snr_gamma, snr_form),
                  "out_kd": output_kd(pred_teacher, pred),
                  "feat_kd": feature_kd(feats_teacher, feats_student)}
     terms["total"] = finetune_loss(terms, weights)
@@ -61,7 +63,8 @@ def finetune_objective(student: nn.Module, teacher: nn.Module | None, batches, s
         teacher.requires_grad_(False).eval()
 
     def loss(models, batch):
-        return distillation_terms(models["unet"], teacher, batch, scheduler, cfg["snr_gamma"], cfg["loss_weights"])
+        return distillation_terms(models["unet"], teacher, batch, scheduler, cfg["snr_gamma"], cfg["loss_weights"],
+                                  cfg["snr_form"])
 
     return Objective(
         name="ft", params=list(student.parameters()), loss=loss, batches=batches, lr=cfg["lr"],

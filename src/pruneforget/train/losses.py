@@ -6,7 +6,7 @@ denoising target y_t is models/diffusion.py's `diffusion_target`; ESD's loss (Eq
 unlearn/esd_step.py with the rest of ESD.
 
     L_ft   = w_diff * L_diff + w_out * L_outKD + w_feat * L_featKD        (Eq. 8; 1.0 / 2.0 / 0.1)
-    L_diff = E_t [ w(t) * ||f_S(x_t, t, c) - y_t||^2 ],  y_t = eps or v     (Min-SNR weight w(t))
+    L_diff = E_t [ w(t) * ||f_S(x_t, t, c) - y_t||^2 ],  y_t = eps or v     (Min-SNR weight w(t), two forms)
     L_outKD = ||f_T(x_t, t, c) - f_S(x_t, t, c)||^2                        (teacher frozen)
     L_featKD = mean_i ||F_T^i - F_S^i||^2   over down / mid / up block outputs
 
@@ -23,32 +23,43 @@ from diffusers.training_utils import compute_snr
 from torch import Tensor
 
 
-def min_snr_weights(scheduler, timesteps: Tensor, gamma: float) -> Tensor:
+SNR_FORMS = ("diffusers", "authors")
+
+
+def min_snr_weights(scheduler, timesteps: Tensor, gamma: float, form: str = "diffusers") -> Tensor:
     """Min-SNR-gamma loss weights per sample (Hang et al. 2023; the authors' code uses gamma 5).
 
     Min-SNR weights the x0-error by min(SNR, gamma), SNR = alpha_t^2 / sigma_t^2. On the
     network's own target: ||x0 - x0_hat||^2 = ||eps - eps_hat||^2 / SNR (epsilon-prediction) and
     = sigma_t^2 ||v - v_hat||^2 = ||v - v_hat||^2 / (SNR + 1) (v-prediction), so the weight is
-    min(SNR, gamma) / SNR or min(SNR, gamma) / (SNR + 1) (as in diffusers' training scripts).
+    min(SNR, gamma) / SNR or min(SNR, gamma) / (SNR + 1) (`form` "diffusers", as current
+    diffusers training scripts). `form` "authors" is the authors' trainer (an older diffusers
+    recipe, PAPER_FACTS section 1): for v-prediction it adds 1 to SNR before the minimum,
+    min(SNR + 1, gamma) / (SNR + 1), which is 1 wherever SNR + 1 <= gamma (t >= ~147 on SD's
+    schedule at gamma 5); epsilon-prediction weights are the same in both forms.
     """
+    if form not in SNR_FORMS:
+        raise ValueError(f"Min-SNR form {form!r} is not one of {SNR_FORMS}")
     snr = compute_snr(scheduler, timesteps)
-    clipped = torch.clamp(snr, max=gamma)
     kind = scheduler.config.prediction_type
     if kind == "v_prediction":
+        clipped = torch.clamp(snr + 1 if form == "authors" else snr, max=gamma)
         return clipped / (snr + 1)
     if kind == "epsilon":
-        return clipped / snr
+        return torch.clamp(snr, max=gamma) / snr
     raise ValueError(f"prediction_type {kind!r} is not supported (epsilon or v_prediction)")
 
 
-def diffusion_loss(pred: Tensor, target: Tensor, timesteps: Tensor, scheduler, snr_gamma: float | None = None) -> Tensor:
+def diffusion_loss(pred: Tensor, target: Tensor, timesteps: Tensor, scheduler, snr_gamma: float | None = None,
+                   snr_form: str = "diffusers") -> Tensor:
     """L_diff of Eq. 8: mean squared error between the prediction and the diffusion target,
-    each sample weighted by Min-SNR-gamma when `snr_gamma` is given (plain MSE otherwise)."""
+    each sample weighted by Min-SNR-gamma (`min_snr_weights` in form `snr_form`) when
+    `snr_gamma` is given (plain MSE otherwise)."""
     per_element = F.mse_loss(pred.float(), target.float(), reduction="none")
     per_sample = per_element.mean(dim=tuple(range(1, per_element.ndim)))
     if snr_gamma is None:
         return per_sample.mean()
-    return (per_sample * min_snr_weights(scheduler, timesteps, snr_gamma)).mean()
+    return (per_sample * min_snr_weights(scheduler, timesteps, snr_gamma, snr_form)).mean()
 
 
 def output_kd(eps_teacher: Tensor, eps_student: Tensor) -> Tensor:

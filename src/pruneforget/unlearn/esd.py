@@ -2,7 +2,8 @@
 prediction for a concept prompt follows negative guidance away from the concept.
 
 Methods of the `unlearn` command: `esdx` (cross-attention only, the paper's choice for artists),
-`esdu` (everything but cross-attention, the paper's choice for nudity) and `esd` (the subset the
+`esdu` (everything but cross-attention, the paper's choice for nudity; `noxattn_form` picks ESD's
+CompVis set or the authors' port's, unlearn/esd_step.py) and `esd` (the subset the
 config gives the setting: `unlearn.esd.subset.<setting>`). All three read `unlearn.esd`.
 
 Each step (the training loop's objective "esd"): a concept (uniformly), one of its prompts c,
@@ -34,7 +35,7 @@ from pruneforget.train.loop import make_accelerator, train
 from pruneforget.train.objective import LoopSettings, Objective, constant_schedule
 from pruneforget.unlearn import Unlearned
 from pruneforget.unlearn.concepts import ConceptSet, UnlearnInputError, validate_concepts
-from pruneforget.unlearn.esd_step import SUBSETS, TARGETS
+from pruneforget.unlearn.esd_step import NOXATTN_FORMS, SUBSETS, TARGETS
 from pruneforget.unlearn.upper import UpperContext, build_upper
 from pruneforget.unlearn.xt import ConceptPrompts, PartialSampler, PromptPool
 
@@ -42,8 +43,8 @@ SECTION = "esd"  # every ESD method reads unlearn.esd
 METHOD_SUBSETS = {"esdx": "xattn", "esdu": "noxattn"}  # `esd`: the setting's subset from config
 SUBSET_UPPER = {"xattn": "esdx", "noxattn": "esdu", "full": "esdall"}  # unlearn/upper.py registry names
 PROMPT_SOURCES = ("name", "pairs")
-PARAMS = ("target", "eta", "lr", "steps", "batch_size", "sample_steps", "guidance", "anchor", "subset", "prompts",
-          "log_every")
+PARAMS = ("target", "eta", "lr", "steps", "batch_size", "sample_steps", "guidance", "anchor", "subset", "noxattn_form",
+          "prompts", "log_every")
 
 
 def method_params(section: dict, method: str, setting: str) -> dict:
@@ -66,7 +67,7 @@ def check_params(params: dict) -> None:
     missing = [k for k in PARAMS if k not in params]
     if missing:
         raise UnlearnInputError(f"unlearn.esd is missing {missing}; it needs {list(PARAMS)}")
-    choices = {"target": TARGETS, "subset": SUBSETS, "prompts": PROMPT_SOURCES}
+    choices = {"target": TARGETS, "subset": SUBSETS, "noxattn_form": NOXATTN_FORMS, "prompts": PROMPT_SOURCES}
     for key, allowed in choices.items():
         if params[key] not in allowed:
             raise UnlearnInputError(f"unlearn.esd.{key}: {params[key]!r} is not one of {allowed}")
@@ -152,12 +153,14 @@ def unlearn(pipe: StableDiffusionPipeline, concepts: ConceptSet, params: dict, *
 
     objective = Objective(name="esd", params=list(upper.params.values()), loss=loss, batches=batches, lr=params["lr"],
                           lr_schedule="constant", terms=("esd", "total"), grad_masks=upper.grad_masks)
-    fingerprint = {"method": "esd", "subset": params["subset"], "target": params["target"], "seed": seed}
+    fingerprint = {"method": "esd", "subset": params["subset"], "noxattn_form": params["noxattn_form"],
+                   "target": params["target"], "seed": seed}
     cost = train([objective], constant_schedule("esd"), {"unet": unet}, settings, Path(work_dir),
                  accelerator=accelerator, fingerprint=fingerprint)
     unet.requires_grad_(True)
     stats = {
         "subset": params["subset"],
+        "noxattn_form": params["noxattn_form"],
         "target": params["target"],
         "trained_parameters": int(sum(p.numel() for p in upper.params.values())),
         "prompts": sum(len(c) for c in pool.cond),

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pruneforget.models.expert_modules import ConstantOutput, ShortcutResnet
+
 
 def esd_target(eps_uncond: Tensor, eps_cond: Tensor, eta: float) -> Tensor:
     """Negative-guidance target of ESD (paper Eq. 6 with ESD's guidance, eta 1):
@@ -43,6 +45,10 @@ TARGETS = ("empty", "anchor_guidance", "anchor")
 
 # Parameter subsets, as ESD's code names them (train_esd.py `train_method`).
 SUBSETS = ("xattn", "noxattn", "full")
+# ESD-u's parameter set: ESD's CompVis code (`in_subset`) or the authors' diffusers port (`authors_noxattn`).
+NOXATTN_FORMS = ("compvis", "authors")
+# Pruned stand-ins own one parameter, the bias of the Linear / Conv2d they replace (models/expert_modules.py).
+_STAND_INS = (ShortcutResnet, ConstantOutput)
 
 
 def in_subset(name: str, subset: str) -> bool:
@@ -64,9 +70,30 @@ def in_subset(name: str, subset: str) -> bool:
     raise ValueError(f"unknown ESD parameter subset {subset!r}; choose one of {SUBSETS}")
 
 
-def subset_parameters(unet: nn.Module, subset: str) -> dict[str, nn.Parameter]:
-    """The parameters of `unet` that ESD's `subset` trains, by name (never empty)."""
-    params = {n: p for n, p in unet.named_parameters() if in_subset(n, subset)}
+def authors_noxattn(unet: nn.Module) -> dict[str, nn.Parameter]:
+    """ESD-u as the authors' diffusers port selects it (unlearn-ft baselines/erasing/utils/utils.py,
+    `FineTunedModel` with train_method noxattn): the weight and bias of every Linear and Conv2d
+    whose module path does not contain attn2. Unlike ESD's code it trains the time embedding,
+    conv_in and conv_out, and no norm layer. In a pruned expert the bias that a stand-in keeps of
+    a removed Linear / Conv2d counts as that layer's."""
+    params = {}
+    for path, module in unet.named_modules():
+        if ".attn2." in f".{path}." or not isinstance(module, (nn.Linear, nn.Conv2d, *_STAND_INS)):
+            continue
+        for name, p in module.named_parameters(recurse=False):
+            params[f"{path}.{name}" if path else name] = p
+    return params
+
+
+def subset_parameters(unet: nn.Module, subset: str, noxattn_form: str = "compvis") -> dict[str, nn.Parameter]:
+    """The parameters of `unet` that ESD's `subset` trains, by name (never empty); `noxattn_form`
+    picks ESD-u's set: `compvis` (`in_subset`) or `authors` (`authors_noxattn`)."""
+    if noxattn_form not in NOXATTN_FORMS:
+        raise ValueError(f"ESD-u parameter form {noxattn_form!r} is not one of {NOXATTN_FORMS}")
+    if subset == "noxattn" and noxattn_form == "authors":
+        params = authors_noxattn(unet)
+    else:
+        params = {n: p for n, p in unet.named_parameters() if in_subset(n, subset)}
     if not params:
         raise ValueError(f"ESD subset {subset!r} selects no parameter of this UNet")
     return params

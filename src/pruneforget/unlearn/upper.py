@@ -88,7 +88,8 @@ def esd_objective(subset: str) -> Callable[[nn.Module, UpperContext, dict], Uppe
     """The ESD loss on the parameters of ESD's `subset` (xattn, noxattn or full)."""
 
     def build(unet: nn.Module, ctx: UpperContext, cfg: dict) -> Upper:
-        params = subset_parameters(unet, subset)
+        # ESD-u's parameter set has two forms (unlearn.esd.noxattn_form); the other subsets have one.
+        params = subset_parameters(unet, subset, cfg["noxattn_form"] if subset == "noxattn" else "compvis")
 
         def loss(trained: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
             b = esd_batch(dict(batch), extract_model_from_parallel(trained), ctx.sampler)
