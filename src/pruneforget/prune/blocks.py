@@ -35,12 +35,7 @@ from pruneforget.prune.gates import gated
 from pruneforget.prune.greedy import check_budget, greedy_code
 from pruneforget.prune.macs import MacTable
 from pruneforget.prune.static import magnitude_priority
-
-
-def _prediction(unet: UNet2DConditionModel, batch: dict[str, Tensor]) -> Tensor:
-    param = next(unet.parameters())
-    return unet(batch["noisy"].to(param.device, param.dtype), batch["timesteps"].to(param.device),
-                batch["text"].to(param.device, param.dtype)).sample.float()
+from pruneforget.prune.taylor import predict
 
 
 @torch.no_grad()
@@ -51,12 +46,12 @@ def block_output_change(unet: UNet2DConditionModel, table: MacTable, batches: It
     sums = {d.name: 0.0 for d in depth}
     n = 0
     for batch in batches:
-        full = _prediction(unet, batch)
+        full = predict(unet, batch)
         for d in depth:
             code = full_code(table.groups)
             code[d.name] = torch.zeros(1)
             with gated(unet, code, table.groups):
-                sums[d.name] += float(((_prediction(unet, batch) - full) ** 2).mean())
+                sums[d.name] += float(((predict(unet, batch) - full) ** 2).mean())
         n += 1
     if n == 0:
         raise ValueError("block importance needs at least one probe batch")
@@ -71,6 +66,11 @@ def block_macs_saved(table: MacTable) -> dict[str, float]:
         code[d.name] = torch.zeros(1)
         out[d.name] = float(table.full - table.macs(code))
     return out
+
+
+def block_importance(change: dict[str, float], saved: dict[str, float]) -> dict[str, float]:
+    """A block's importance: the output change its removal causes per MAC it saves."""
+    return {name: change[name] / saved[name] for name in change}
 
 
 def blocks_only_floor(table: MacTable) -> float:
@@ -102,12 +102,17 @@ def remove_blocks(table: MacTable, importance: dict[str, float], budget: float, 
 def blocks_code(unet: UNet2DConditionModel, table: MacTable, batches: Sequence[dict[str, Tensor]], budget: float,
                 slack: float) -> tuple[Code, dict]:
     """The block-removal code at a MAC budget, and a record of the measurement (each block's output
-    change, MACs saved, importance, and the blocks removed)."""
-    change = block_output_change(unet, table, batches)
+    change, MACs saved and importance, and the blocks removed, in removal order)."""
+    return code_from_change(unet, table, block_output_change(unet, table, batches), budget, slack)
+
+
+def code_from_change(unet: UNet2DConditionModel, table: MacTable, change: dict[str, float], budget: float,
+                     slack: float) -> tuple[Code, dict]:
+    """`blocks_code` from measured output changes: blocks by change per MAC, then magnitude width."""
     saved = block_macs_saved(table)
-    importance = {name: change[name] / saved[name] for name in change}
+    importance = block_importance(change, saved)
     code = remove_blocks(table, importance, budget, slack)
-    removed = [name for name in importance if float(code[name][0]) == 0.0]
+    removed = sorted((name for name in importance if float(code[name][0]) == 0.0), key=lambda k: (importance[k], k))
     if float(table.ratio(code)) > budget:
         code = greedy_code(table, magnitude_priority(unet, table), budget, start=code)
     record = {"removed_blocks": removed, "blocks": {

@@ -71,13 +71,20 @@ def taylor_group_scores(module: nn.Module, group: Group) -> Tensor:
     return total.abs()
 
 
-def denoising_mse(unet: UNet2DConditionModel, batch: dict[str, Tensor]) -> Tensor:
-    """The plain denoising loss of one batch: MSE of the UNet's prediction against the batch's
-    diffusion target (v or eps, as the scheduler predicts; train/batches.denoising_batch)."""
+def predict(unet: UNet2DConditionModel, batch: dict[str, Tensor]) -> Tensor:
+    """The UNet's prediction for a denoising batch (x_t, t, text), in at least float32 (so that a
+    half-precision model's loss is summed in float32 and a float64 one keeps its precision)."""
     param = next(unet.parameters())
     pred = unet(batch["noisy"].to(param.device, param.dtype), batch["timesteps"].to(param.device),
                 batch["text"].to(param.device, param.dtype)).sample
-    return F.mse_loss(pred.float(), batch["target"].to(param.device).float())
+    return pred.to(torch.promote_types(pred.dtype, torch.float32))
+
+
+def denoising_mse(unet: UNet2DConditionModel, batch: dict[str, Tensor]) -> Tensor:
+    """The plain denoising loss of one batch: MSE of the UNet's prediction against the batch's
+    diffusion target (v or eps, as the scheduler predicts; train/batches.denoising_batch)."""
+    pred = predict(unet, batch)
+    return F.mse_loss(pred, batch["target"].to(pred.device, pred.dtype))
 
 
 def taylor_scores(unet: UNet2DConditionModel, groups: Sequence[Group], batches: Iterable[dict[str, Tensor]]) -> dict[str, Tensor]:
