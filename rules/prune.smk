@@ -3,22 +3,35 @@ percent of the full UNet's MACs (measured at `prune.latent_size` and `prune.text
 
 APTP runs once per budget (results/{scale}/aptp-{budget}): a run centres its experts on its own
 budget (its resource loss targets the batch's mean ratio), and its code nearest the budget is
-sliced out as results/{scale}/expert-{budget}."""
+sliced out as results/{scale}/expert-{budget}.
+
+Static pruners (`pruneforget.prune.METHODS`) write results/{scale}/expert-{budget}-{method}
+(e.g. expert-80-magnitude, expert-55-taylor); those of `NEEDS_DATA` read the data directory."""
+
+from pruneforget.prune import METHODS as STATIC_PRUNERS, NEEDS_DATA as PRUNERS_NEEDING_DATA
+
+
+def static_pruner_data(wildcards):
+    """The data directory for the pruners that measure importance on D_f, nothing for the others."""
+    return f"results/{wildcards.scale}/data" if wildcards.method in PRUNERS_NEEDING_DATA else []
 
 
 rule prune_static:
     """Prune the teacher to a MAC budget with a static pruner (magnitude: L1 norm per unit;
-    random: seeded), width only, and slice the result into a standalone expert."""
+    random: seeded; taylor: first-order Taylor importance on D_f; blocks: block removal by
+    measured output change, then magnitude width) and slice the result into a standalone expert."""
     input:
         base="results/{scale}/base",
+        data=static_pruner_data,
     output:
         directory("results/{scale}/expert-{budget}-{method}"),
     wildcard_constraints:
         budget=r"\d+",
-        method="magnitude|random",
+        method="|".join(STATIC_PRUNERS),
     params:
         prune=lambda wc: section("prune"),
         budget=lambda wc: int(wc.budget) / 100,
+        data_flag=lambda wc, input: f"--data {input.data}" if input.data else "",
     threads: threads_of("prune")
     resources:
         **resources_of("prune"),
@@ -30,7 +43,7 @@ rule prune_static:
         CONDA_ENV
     shell:
         "python -m pruneforget prune-static --base {input.base} --method {wildcards.method} "
-        "--budget {params.budget} --params {params.prune:q} --out {output} > {log} 2>&1"
+        "--budget {params.budget} {params.data_flag} --params {params.prune:q} --out {output} > {log} 2>&1"
 
 
 rule prune_aptp:

@@ -30,6 +30,7 @@ ALLOWED = {
     "resources.finetune.gpu": SIZE + ": 2 processes instead of 8", "resources.bilevel.gpu": SIZE,
     "figures.*.tile": SIZE,
     "prune.latent_size": SIZE + ": MACs at the smoke's 64 px",
+    "prune.importance.batches": SIZE, "prune.importance.batch_size": SIZE,
     "prune.aptp.experts": SIZE, "prune.aptp.steps": SIZE, "prune.aptp.pretrain_steps": SIZE,
     "prune.aptp.batch_size": SIZE, "prune.aptp.warmup_steps": SIZE, "prune.aptp.resolution": SIZE,
     "prune.aptp.route_prompts": SIZE, "prune.aptp.log_every": SIZE, "prune.aptp.checkpoint_every": SIZE,

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("score", "one metric of a sample set or model as a score JSON (CLIP, CP, CSD, FID, NudeNet, tiny judges)"),
     "fid-reference": ("fid_reference", "clean-fid statistics of the COCO val2017 images (the FID reference, sd21)"),
     "fetch-prompts": ("fetch_prompts", "download an NSFW prompt set (I2P, MMA-Diffusion, Ring-A-Bell), verify, normalise"),
-    "prune-static": ("prune_static", "prune the teacher to a MAC budget with a static pruner (magnitude or random)"),
+    "prune-static": ("prune_static", "prune the teacher to a MAC budget with a static pruner (magnitude, random, taylor, blocks)"),
     "prune-aptp": ("prune_aptp", "APTP: learn the prompt router and N architecture codes on the frozen teacher"),
     "extract-expert": ("extract_expert", "slice the APTP code closest to a MAC budget out of the teacher as a pipeline"),
     "unlearn": ("unlearn", "remove a setting's concepts from a model: --method uce|conceptprune|esdx|esdu|esd (closed-form edit / skilled-weight pruning / ESD fine-tuning)"),
