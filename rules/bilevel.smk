@@ -15,7 +15,7 @@ rule bilevel:
     (bilevelcode-*) on expert-80; the run's name gives its variant, setting, seed, lambda and K
     (pruneforget/bilevel/runs.py)."""
     input:
-        expert="results/{scale}/expert-80",
+        expert=lambda wc: f"results/{wc.scale}/{parse_bilevel_run(wc.run).source()}",
         teacher="results/{scale}/base",
         data="results/{scale}/data",
         evaluator=finetune_evaluator,
@@ -26,8 +26,8 @@ rule bilevel:
     params:
         bilevel=lambda wc: bilevel_section(),
         finetune=lambda wc: section("finetune"),
-        unlearn=lambda wc: bilevel_unlearn_section(parse_bilevel_run(wc.run).setting),
-        run=lambda wc: parse_bilevel_run(wc.run).flags(),
+        unlearn=lambda wc: bilevel_unlearn_section(parse_bilevel_run(wc.run)),
+        run=lambda wc: f"{parse_bilevel_run(wc.run).flags()} {added_concepts(parse_bilevel_run(wc.run))}".strip(),
         evaluator_flag=evaluator_flag,
         eval=eval_flag,
         launch=launcher("bilevel"),

@@ -6,6 +6,8 @@ Only path and parameter plumbing lives here; what a step does lives in the CLI c
 import json
 import shlex
 
+from pruneforget.unlearn.stages import PREVIOUS as STAGE_PREVIOUS, base_setting, stage_section
+
 SCALE = config["scale"]
 
 # tiny runs on CPU anywhere; the paper scale runs on CUDA nodes (envs/ holds both).
@@ -39,17 +41,28 @@ def sweep_runs():
 
 def unlearn_section(setting, *method_sections):
     """The parts of the `unlearn` section one job reads (the setting's concepts and its methods'
-    parameters), so editing another method's parameters does not rerun it."""
-    keep = {k: config["unlearn"][k] for k in (setting, *method_sections)}
+    parameters), so editing another method's parameters does not rerun it. A continual stage
+    (unlearn/stages.py) reads the artist setting with the stage's concepts, under its base name."""
+    keep = {base_setting(setting): stage_section(config["unlearn"], setting)}
+    keep.update({k: config["unlearn"][k] for k in method_sections})
     return json.dumps(keep, sort_keys=True)
 
 
-def bilevel_unlearn_section(setting):
+def bilevel_unlearn_section(run):
     """The `unlearn` parts a bilevel run reads: the setting's concepts, unlearn.esd (the upper
-    level's target mode, sampling, anchor) and unlearn.uce when an upper method is UCE's edit."""
-    code = config["bilevel"].get("code", {}).get("upper", {})
-    methods = {config["bilevel"]["upper"]["method"], code.get("method")}
-    return unlearn_section(setting, "esd", *(["uce"] if "uce" in methods else []))
+    level's target mode, sampling, anchor) and unlearn.uce when its upper method is UCE's edit."""
+    bilevel = config["bilevel"]
+    method = run.upper or (bilevel.get("code", {}).get("upper", {}).get("method") if run.variant == "code" else None)
+    method = method or bilevel["upper"]["method"]
+    return unlearn_section(run.setting, "esd", *(["uce"] if method == "uce" else []))
+
+
+def added_concepts(run):
+    """`--add-concept` flags of a continual `later` run: the stage's concepts (unlearn/stages.py)."""
+    if run.setting not in STAGE_PREVIOUS:
+        return ""
+    added = stage_section(config["unlearn"], run.setting)["concepts"]
+    return " ".join(f"--add-concept {shlex.quote(c)}" for c in added)
 
 
 def resources_of(group):

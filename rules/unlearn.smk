@@ -1,36 +1,41 @@
 """Two-stage unlearning: remove a setting's concepts from the distilled model with one method.
 
-`results/{scale}/{method}-{setting}-s{seed}` is a pipeline directory plus `unlearn.json`, made
-from the distilled model `ft-80-kd-pruned-s{seed}` of the same seed. A method is one entry of
-`pruneforget.unlearn.METHODS` (method -> module, named as the `unlearn` subsection it reads).
+`results/{scale}/{run}` with run `{method}-{setting}[-{pruner}]-s{seed}` (unlearn/runs.py) is a
+pipeline directory plus `unlearn.json`, made from the distilled model of the same seed
+(`ft-80[-{pruner}]-kd-pruned-s{seed}`), or for the continual stage `later` from the `first` run of
+the same method. A method is one entry of `pruneforget.unlearn.METHODS` (method -> module, named
+as the `unlearn` subsection it reads).
 """
 
 from pruneforget.unlearn import METHODS as UNLEARN_SECTIONS
+from pruneforget.unlearn.runs import NAME_PATTERN as UNLEARN_RUN, parse_run as parse_unlearn_run
+from pruneforget.unlearn.stages import base_setting
 
 
 rule unlearn:
-    """Remove the concepts of `unlearn.{setting}` (artists or global) with `{method}`."""
+    """Remove the concepts of `unlearn.{setting}` (artists or global; a continual stage: its share
+    of the artists) with `{method}`; the run's name gives method, setting, pruner and seed."""
     input:
-        model="results/{scale}/ft-80-kd-pruned-s{seed}",
+        model=lambda wc: f"results/{wc.scale}/{parse_unlearn_run(wc.run).source()}",
         data="results/{scale}/data",
     output:
-        directory("results/{scale}/{method}-{setting}-s{seed}"),
+        directory("results/{scale}/{run}"),
     wildcard_constraints:
-        method="|".join(UNLEARN_SECTIONS),
-        setting="artists|global",
-        seed=r"\d+",
+        run=UNLEARN_RUN,
     params:
-        unlearn=lambda wc: unlearn_section(wc.setting, UNLEARN_SECTIONS[wc.method]),
+        unlearn=lambda wc: unlearn_section(parse_unlearn_run(wc.run).setting,
+                                           UNLEARN_SECTIONS[parse_unlearn_run(wc.run).method]),
+        run=lambda wc: (f"--method {parse_unlearn_run(wc.run).method} --setting {base_setting(parse_unlearn_run(wc.run).setting)} "
+                        f"--seed {parse_unlearn_run(wc.run).seed}"),
     threads: threads_of("unlearn")
     resources:
         **resources_of("unlearn"),
     log:
-        "logs/{scale}/unlearn/{method}-{setting}-s{seed}.log",
+        "logs/{scale}/unlearn/{run}.log",
     benchmark:
-        "benchmarks/{scale}/unlearn/{method}-{setting}-s{seed}.tsv"
+        "benchmarks/{scale}/unlearn/{run}.tsv"
     conda:
         CONDA_ENV
     shell:
-        "python -m pruneforget unlearn --method {wildcards.method} --setting {wildcards.setting} "
-        "--model {input.model} --data {input.data} --seed {wildcards.seed} "
+        "python -m pruneforget unlearn {params.run} --model {input.model} --data {input.data} "
         "--params {params.unlearn:q} --out {output} > {log} 2>&1"

@@ -14,8 +14,12 @@ from pruneforget.report.specs import sweep_stem
 
 @pytest.mark.parametrize("name, run", [
     ("bilevel-artists-s0", BilevelRun("paper", "artists", 0)),
-    ("bilevelsep-artists-s2", BilevelRun("separate", "artists", 2)),
-    ("bilevelcode-global-s1", BilevelRun("code", "global", 1)),
+    ("bilevelsep-artists-s2", BilevelRun("separate", "artists", 2, kind="bilevelsep")),
+    ("bilevelcode-global-s1", BilevelRun("code", "global", 1, kind="bilevelcode")),
+    ("bilevel-artists-taylor-s0", BilevelRun("paper", "artists", 0, pruner="taylor")),
+    ("bilevel-artists-esd-adversarial-s1", BilevelRun("paper", "artists", 1, upper="esd-adversarial")),
+    ("bilevel-later-blocks-uce-s2", BilevelRun("paper", "later", 2, pruner="blocks", upper="uce")),
+    ("bilevelcode-both-s0", BilevelRun("code", "both", 0, kind="bilevelcode")),
     ("bilevel-lam100-K20-s0", BilevelRun("paper", "artists", 0, 100.0, 20)),
     ("bilevel-lam0.5-K3-s4", BilevelRun("paper", "artists", 4, 0.5, 3)),
 ])
@@ -25,10 +29,25 @@ def test_names_parse_to_their_runs_and_flags(name, run):
     flags = run.flags().split()
     assert flags[flags.index("--variant") + 1] == run.variant and flags[flags.index("--seed") + 1] == str(run.seed)
     assert ("--lam" in flags) == (run.lam is not None)
+    assert ("--upper" in flags) == (run.upper is not None)
+    # The command takes the config's concept sets: a continual stage reads the artist setting.
+    assert flags[flags.index("--setting") + 1] in ("artists", "global")
+
+
+@pytest.mark.parametrize("name, source", [
+    ("bilevel-artists-s0", "expert-80"),
+    ("bilevel-global-taylor-s1", "expert-80-taylor"),
+    ("bilevel-first-esdx-s0", "expert-80"),
+    ("bilevel-later-s3", "bilevel-first-s3"),
+    ("bilevelcode-later-random-uce-s1", "bilevelcode-first-random-uce-s1"),
+])
+def test_a_run_starts_from_its_pruners_expert_or_continues_its_first_stage(name, source):
+    assert parse_run(name).source() == source
 
 
 @pytest.mark.parametrize("name", ["bilevel-cats-s0", "bilevelx-artists-s0", "bilevel-lam1-s0", "ft-80-kd-pruned-s0",
-                                  "bilevel-artists-s0/extra", "esdx-artists-s0"])
+                                  "bilevel-artists-s0/extra", "esdx-artists-s0",
+                                  "bilevel-artists-uce-taylor-s0", "bilevel-artists-aptp-s0", "bilevel-artists-esdz-s0"])
 def test_other_names_are_neither_parsed_nor_matched_by_the_rule(name):
     assert not re.fullmatch(NAME_PATTERN, name)
     with pytest.raises(ValueError, match="not a bilevel run name"):

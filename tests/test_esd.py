@@ -153,6 +153,7 @@ PAIRS = {
 }
 ESD = {"target": "empty", "eta": 1.0, "lr": 1e-3, "steps": 2, "batch_size": 1, "sample_steps": 3, "guidance": 3.0,
        "anchor": "plain", "subset": {"artists": "xattn", "global": "noxattn"}, "noxattn_form": "compvis", "prompts": {"artists": "pairs", "global": "pairs"},
+       "adversarial_steps": 2, "adversarial_epsilon": 0.1,
        "log_every": 1}
 
 
@@ -220,7 +221,9 @@ def test_bad_esd_params_fail_before_work(tiny_pipe):
             unlearn(tiny_pipe, concepts, params)
 
 
-def test_unlearn_command_runs_esd_and_records_the_resolved_parameters(tiny_pipe, tmp_path):
+@pytest.mark.parametrize("method, subset, upper", [("esd", "xattn", "esdx"), ("esdall", "full", "esdall"),
+                                                   ("esdadv", "full", "esd-adversarial")])
+def test_unlearn_command_runs_esd_and_records_the_resolved_parameters(tiny_pipe, tmp_path, method, subset, upper):
     from pruneforget.cli import main
     from pruneforget.io import write_json
     from pruneforget.models.load import load_pipeline
@@ -232,12 +235,17 @@ def test_unlearn_command_runs_esd_and_records_the_resolved_parameters(tiny_pipe,
                           "prompt_pairs": {"subjects": "world", "base": "a {subject}", "target": "a {subject} in the style of {concept}"}},
               "esd": ESD}
     out = tmp_path / "esd-artists-s1"
-    main(["unlearn", "--method", "esd", "--setting", "artists", "--model", str(tmp_path / "model"), "--data",
+    main(["unlearn", "--method", method, "--setting", "artists", "--model", str(tmp_path / "model"), "--data",
           str(tmp_path / "data"), "--params", json.dumps(config), "--seed", "1", "--out", str(out)])
     record = json.loads((out / "unlearn.json").read_text())
-    assert record["params"]["subset"] == "xattn" and record["params"]["prompts"] == "pairs"
+    assert record["params"]["subset"] == subset and record["params"]["prompts"] == "pairs"
+    assert record["params"]["upper"] == upper  # esdadv: the bilevel run's adversarial upper level, two-stage
     assert record["stats"]["prompts"] == 2  # red circle, blue circle
     assert (out / "metrics.csv").exists() and (out / "cost.json").exists()
     edited = load_pipeline(out).unet.state_dict()
     changed = {k for k, v in tiny_pipe.unet.state_dict().items() if not torch.equal(v, edited[k])}
-    assert changed and all(".attn2." in k for k in changed)
+    assert changed
+    if subset == "xattn":
+        assert all(".attn2." in k for k in changed)
+    else:
+        assert any(".attn2." not in k for k in changed)

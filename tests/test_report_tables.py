@@ -136,3 +136,21 @@ def test_resilience_is_undefined_when_the_distilled_model_has_no_hits(tmp_path):
     frame = resilience_table(tidy_scores(paths), [{"label": "ESD", "model": "esdu-global"}], [col], "ft-80-kd-pruned", [0])
     assert frame["mean"].isna().all()
     assert frame["note"].tolist() == ["undefined: ft-80-kd-pruned-s0 has no hits on synonyms"]
+
+
+def test_bars_draw_the_tables_means_and_seed_deviations(tmp_path):
+    """fig_continual's bars: each bar's height is the row's mean over seeds and its error bar the
+    standard deviation, from the same frame a table of the spec writes."""
+    paths = [write_score(tmp_path, f"{m}-s{s}", "val", "fid", v)
+             for m, values in {"bilevel-first": [1.0, 3.0], "esdx-first": [4.0, 4.0]}.items()
+             for s, v in enumerate(values)]
+    rows = [{"label": "bilevel", "model": "bilevel-first", "color": 0}, {"label": "ESD-x", "model": "esdx-first", "color": 1},
+            {"label": "never built", "model": "esdx-later", "color": 1}]
+    spec = {"kind": "metric_bars", "title": "t", "seeds": [0, 1], "rows": rows,
+            "columns": [{"label": "FID", "metric": "fid", "better": "lower", "promptsets": ["val"]}]}
+    fig, frame = build_figure(spec, scores=paths)
+    bars = fig.axes[0].patches
+    assert [b.get_height() for b in bars[:2]] == [2.0, 4.0]
+    assert np.isnan(bars[2].get_height())  # a row never built has no bar, and a note says so
+    assert frame.loc[frame["row"] == "bilevel", "std"].item() == pytest.approx(np.std([1.0, 3.0], ddof=1))
+    assert any("esdx-later" in n for n in frame["note"])

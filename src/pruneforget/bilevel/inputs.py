@@ -38,8 +38,10 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def run_params(section: dict, variant: str = "paper", lam: float | None = None, k: int | None = None) -> dict:
-    """The settings of one run: the section, the variant's overrides, then a sweep's lambda / K."""
+def run_params(section: dict, variant: str = "paper", lam: float | None = None, k: int | None = None,
+               upper: str | None = None) -> dict:
+    """The settings of one run: the section, the variant's overrides, then a sweep's lambda / K
+    and an upper-level method replacing `upper.method`."""
     if variant not in VARIANTS:
         raise BilevelInputError(f"variant {variant!r} is not one of {VARIANTS}")
     params = {key: v for key, v in section.items() if key not in SECTION_ONLY}
@@ -51,6 +53,8 @@ def run_params(section: dict, variant: str = "paper", lam: float | None = None, 
         params["lam"] = lam
     if k is not None:
         params["k"] = k
+    if upper is not None:
+        params["upper"] = {**params["upper"], "method": upper}
     return params
 
 

@@ -1,8 +1,15 @@
 """What a bilevel run's name says, read in one place by the rule, the command's flags and tests.
 
-    {kind}-{setting}-s{seed}       kind bilevel (Algorithm 1), bilevelsep (vartheta a second copy),
-                                   bilevelcode (the authors' code); setting artists or global
+    {kind}-{setting}[-{pruner}][-{upper}]-s{seed}
+                                   kind bilevel (Algorithm 1), bilevelsep (vartheta a second copy),
+                                   bilevelcode (the authors' code); setting artists or global, or a
+                                   continual stage (first, later, both: unlearn/stages.py); pruner a
+                                   static pruner whose expert-80 the run starts from (none: APTP's);
+                                   upper an upper-level method replacing bilevel.upper.method
     bilevel-lam{lam}-K{K}-s{seed}  a point of the lambda x K sweep (artist setting, `bilevel.sweep`)
+
+A `later` run starts from the `first` run of the same kind, pruner, upper level and seed and adds
+the stage's concepts to the ones that run removed.
 """
 
 from __future__ import annotations
@@ -10,15 +17,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pruneforget.prune import METHODS as PRUNERS
+from pruneforget.unlearn import UPPER_METHODS
+from pruneforget.unlearn.runs import SETTINGS, expert_stem
+from pruneforget.unlearn.stages import PREVIOUS, base_setting
+
 KINDS = {"bilevel": "paper", "bilevelsep": "separate", "bilevelcode": "code"}  # name kind -> --variant
-SETTINGS = ("artists", "global")
 SWEEP_SETTING = "artists"
 _NUMBER = r"\d+(?:\.\d+)?"
-# Snakemake's wildcard constraint of rule bilevel (no groups: Snakemake wraps it in its own).
-NAME_PATTERN = (rf"(?:{'|'.join(KINDS)})-(?:{'|'.join(SETTINGS)})-s\d+"
-                rf"|bilevel-lam{_NUMBER}-K\d+-s\d+")
-_MAIN = re.compile(rf"(?P<kind>{'|'.join(KINDS)})-(?P<setting>{'|'.join(SETTINGS)})-s(?P<seed>\d+)")
+
+
+def _alternatives(names) -> str:
+    # Longest first: an alternation takes the first that matches (esd-saliency before esdx).
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+_MAIN_BODY = (rf"(?P<kind>{'|'.join(KINDS)})-(?P<setting>{'|'.join(SETTINGS)})"
+              rf"(?:-(?P<pruner>{_alternatives(PRUNERS)}))?(?:-(?P<upper>{_alternatives(UPPER_METHODS)}))?-s(?P<seed>\d+)")
+_MAIN = re.compile(_MAIN_BODY)
 _SWEEP = re.compile(rf"bilevel-lam(?P<lam>{_NUMBER})-K(?P<k>\d+)-s(?P<seed>\d+)")
+# Snakemake's wildcard constraint of rule bilevel (no named groups: Snakemake wraps it in its own).
+NAME_PATTERN = re.sub(r"\(\?P<\w+>", "(?:", _MAIN_BODY) + rf"|bilevel-lam{_NUMBER}-K\d+-s\d+"
 
 
 @dataclass(frozen=True)
@@ -28,18 +47,32 @@ class BilevelRun:
     seed: int
     lam: float | None = None
     k: int | None = None
+    pruner: str | None = None
+    upper: str | None = None
+    kind: str = "bilevel"
 
     def flags(self) -> str:
-        """The `bilevel` command's flags for this run (besides inputs, sections and --out)."""
+        """The `bilevel` command's flags for this run (besides inputs, sections, added concepts and --out)."""
         sweep = f" --lam {self.lam:g} --k {self.k}" if self.lam is not None else ""
-        return f"--setting {self.setting} --variant {self.variant} --seed {self.seed}{sweep}"
+        upper = f" --upper {self.upper}" if self.upper else ""
+        return f"--setting {base_setting(self.setting)} --variant {self.variant} --seed {self.seed}{sweep}{upper}"
+
+    def source(self) -> str:
+        """The model directory name the run starts from: the pruner's expert-80, or for a `later`
+        stage the `first` run it continues."""
+        if self.setting in PREVIOUS:
+            tags = "".join(f"-{t}" for t in (self.pruner, self.upper) if t)
+            return f"{self.kind}-{PREVIOUS[self.setting]}{tags}-s{self.seed}"
+        return expert_stem(self.pruner)
 
 
 def parse_run(name: str) -> BilevelRun:
     """The run a directory name stands for; a name of neither form is an error naming both."""
     if m := _MAIN.fullmatch(name):
-        return BilevelRun(KINDS[m["kind"]], m["setting"], int(m["seed"]))
+        return BilevelRun(KINDS[m["kind"]], m["setting"], int(m["seed"]), pruner=m["pruner"], upper=m["upper"],
+                          kind=m["kind"])
     if m := _SWEEP.fullmatch(name):
         return BilevelRun("paper", SWEEP_SETTING, int(m["seed"]), float(m["lam"]), int(m["k"]))
-    raise ValueError(f"{name!r} is not a bilevel run name: {{kind}}-{{setting}}-s{{seed}} "
-                     f"(kind {'/'.join(KINDS)}, setting {'/'.join(SETTINGS)}) or bilevel-lam{{lam}}-K{{K}}-s{{seed}}")
+    raise ValueError(f"{name!r} is not a bilevel run name: {{kind}}-{{setting}}[-{{pruner}}][-{{upper}}]-s{{seed}} "
+                     f"(kind {'/'.join(KINDS)}, setting {'/'.join(SETTINGS)}, pruner {'/'.join(PRUNERS)}, "
+                     f"upper {'/'.join(UPPER_METHODS)}) or bilevel-lam{{lam}}-K{{K}}-s{{seed}}")

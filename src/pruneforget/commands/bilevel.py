@@ -18,7 +18,6 @@ from diffusers import DDPMScheduler
 
 from pruneforget.bilevel.algorithm import BilevelInputError, BilevelSettings, train_bilevel
 from pruneforget.bilevel.inputs import VARIANTS, check_concepts_in_world, run_concepts, run_params, upper_context
-from pruneforget.bilevel.runs import SETTINGS
 from pruneforget.cli import add_eval_argument, parse_params
 from pruneforget.io import command_fingerprint, resumable_work_path
 from pruneforget.models.expert import is_expert_dir
@@ -35,7 +34,9 @@ from pruneforget.train.run import (
 )
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.esd import method_params
+from pruneforget.unlearn import UPPER_METHODS
 from pruneforget.unlearn.prompts import concept_set
+from pruneforget.unlearn.runs import BASE_SETTINGS as SETTINGS
 from pruneforget.unlearn.uce import check_params as check_uce_params
 from pruneforget.world.tables import read_split
 
@@ -58,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(bilevel.mode separate); code: the authors' code (bilevel.code overrides)")
     p.add_argument("--lam", type=float, default=None, help="override lambda (a sweep run)")
     p.add_argument("--k", type=int, default=None, help="override K, lower steps per upper step (a sweep run)")
+    p.add_argument("--upper", choices=UPPER_METHODS, default=None,
+                   help="override bilevel.upper.method (a run of figures.table_upper)")
     p.add_argument("--add-concept", action="append", default=None, metavar="NAME",
                    help="continual: remove NAME too, keeping the concepts the --expert model was unlearned for (repeatable)")
     add_eval_argument(p)
@@ -66,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve(args: argparse.Namespace):
     """Every setting of the run, checked before any model is loaded."""
-    cfg = run_params(args.params, args.variant, args.lam, args.k)
+    cfg = run_params(args.params, args.variant, args.lam, args.k, args.upper)
     settings = BilevelSettings.from_config(cfg)
     if args.setting not in args.unlearn or "esd" not in args.unlearn:
         raise BilevelInputError(f"--unlearn needs the {args.setting!r} and 'esd' entries of the unlearn section")

@@ -20,8 +20,8 @@ from pruneforget.models.load import load_pipeline
 from pruneforget.unlearn import METHODS, method_module
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.prompts import concept_set
+from pruneforget.unlearn.runs import BASE_SETTINGS as SETTINGS
 
-SETTINGS = ("artists", "global")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from pruneforget.io import read_json
-from pruneforget.report import cost, curves, grids, labels, tables
+from pruneforget.report import bars, cost, curves, grids, labels, tables
 from pruneforget.report.scores import score_key, tidy_scores
 
 Paths = list[str | os.PathLike]
@@ -18,6 +18,11 @@ Paths = list[str | os.PathLike]
 def _metric_table(spec: dict, scores: Paths, **_) -> tuple:
     frame = tables.metric_table(tidy_scores(scores), spec["rows"], spec["columns"], spec["seeds"])
     return tables.table_figure(frame, spec["rows"], spec["columns"], spec["title"], spec.get("footnotes", [])), frame
+
+
+def _metric_bars(spec: dict, scores: Paths, **_) -> tuple:
+    frame = tables.metric_table(tidy_scores(scores), spec["rows"], spec["columns"], spec["seeds"])
+    return bars.metric_bars_figure(frame, spec["rows"], spec["columns"], spec["title"], spec.get("footnotes", [])), frame
 
 
 def _resilience_table(spec: dict, scores: Paths, **_) -> tuple:
@@ -63,7 +68,7 @@ def _cost(spec: dict, runs: Paths, **_) -> tuple:
     return tables.draw_table(row_labels, col_labels, text, spec["title"], tables.note_lines(frame, spec.get("footnotes", []))), frame
 
 
-BUILDERS = {"metric_table": _metric_table, "resilience_table": _resilience_table, "grid": _grid,
+BUILDERS = {"metric_table": _metric_table, "metric_bars": _metric_bars, "resilience_table": _resilience_table, "grid": _grid,
             "label_decrease": _label_decrease, "curves": _curves, "sweep": _sweep, "cost": _cost}
 
 

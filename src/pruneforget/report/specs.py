@@ -29,6 +29,9 @@ FIGURES = {
     "fig_sensitivity": ("sweep", "Bilevel: sensitivity and cost"),
     "fig_penalty": ("curves", "Bilevel: sensitivity and cost"),
     "table_cost": ("cost", "Bilevel: sensitivity and cost"),
+    "table_pruners": ("metric_table", "Open questions"),
+    "table_upper": ("metric_table", "Open questions"),
+    "fig_continual": ("metric_bars", "Open questions"),
 }
 KINDS = {name: kind for name, (kind, _) in FIGURES.items()}
 
@@ -171,7 +174,7 @@ def figure_inputs(spec: dict, scale: str) -> dict[str, list[str]]:
     directories) and `samples` (sample set directories); sorted, without duplicates."""
     kind, seeds = spec["kind"], spec["seeds"]
     scores, runs, samples = [], [], []
-    if kind in ("metric_table", "resilience_table"):
+    if kind in ("metric_table", "metric_bars", "resilience_table"):
         stems = [r["model"] for r in spec["rows"]] + ([spec["reference"]] if kind == "resilience_table" else [])
         for stem in stems:
             for col in spec["columns"]:

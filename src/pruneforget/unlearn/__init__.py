@@ -41,7 +41,13 @@ METHODS: dict[str, str] = {
     "esdx": "esd",
     "esdu": "esd",
     "esd": "esd",
+    "esdall": "esd",
+    "esdadv": "esd",
 }
+
+# The upper levels of the bilevel run (unlearn/upper.py's registry UPPER, whose keys a test holds
+# to this list): named here for the run names the rules parse, without importing torch.
+UPPER_METHODS = ("esdx", "esdu", "esdall", "esd-saliency", "esd-adversarial", "uce")
 
 
 class Unlearned(NamedTuple):

@@ -3,8 +3,11 @@ prediction for a concept prompt follows negative guidance away from the concept.
 
 Methods of the `unlearn` command: `esdx` (cross-attention only, the paper's choice for artists),
 `esdu` (everything but cross-attention, the paper's choice for nudity; `noxattn_form` picks ESD's
-CompVis set or the authors' port's, unlearn/esd_step.py) and `esd` (the subset the
-config gives the setting: `unlearn.esd.subset.<setting>`). All three read `unlearn.esd`.
+CompVis set or the authors' port's, unlearn/esd_step.py), `esdall` (every parameter, the bilevel
+upper level's default subset, run two-stage), `esdadv` (every parameter at the worst-case concept
+embedding: the `esd-adversarial` upper level run two-stage, `adversarial_steps` and
+`adversarial_epsilon`) and `esd` (the subset the config gives the setting:
+`unlearn.esd.subset.<setting>`). All read `unlearn.esd`.
 
 Each step (the training loop's objective "esd"): a concept (uniformly), one of its prompts c,
 x_t by partially sampling c with the model being trained (DDIM, `sample_steps` steps, CFG
@@ -40,11 +43,12 @@ from pruneforget.unlearn.upper import UpperContext, build_upper
 from pruneforget.unlearn.xt import ConceptPrompts, PartialSampler, PromptPool
 
 SECTION = "esd"  # every ESD method reads unlearn.esd
-METHOD_SUBSETS = {"esdx": "xattn", "esdu": "noxattn"}  # `esd`: the setting's subset from config
+METHOD_SUBSETS = {"esdx": "xattn", "esdu": "noxattn", "esdall": "full", "esdadv": "full"}  # `esd`: the setting's from config
 SUBSET_UPPER = {"xattn": "esdx", "noxattn": "esdu", "full": "esdall"}  # unlearn/upper.py registry names
+METHOD_UPPER = {"esdadv": "esd-adversarial"}  # methods whose step is not plain ESD on their subset
 PROMPT_SOURCES = ("name", "pairs")
 PARAMS = ("target", "eta", "lr", "steps", "batch_size", "sample_steps", "guidance", "anchor", "subset", "noxattn_form",
-          "prompts", "log_every")
+          "prompts", "adversarial_steps", "adversarial_epsilon", "log_every")
 
 
 def method_params(section: dict, method: str, setting: str) -> dict:
@@ -59,6 +63,7 @@ def method_params(section: dict, method: str, setting: str) -> dict:
             params[key] = value[setting]
     if method in METHOD_SUBSETS:
         params["subset"] = METHOD_SUBSETS[method]
+    params["upper"] = METHOD_UPPER.get(method) or SUBSET_UPPER.get(params.get("subset"))
     return params
 
 
@@ -141,7 +146,7 @@ def unlearn(pipe: StableDiffusionPipeline, concepts: ConceptSet, params: dict, *
     batches = ConceptPrompts(pool, latent_shape(pipe), params["sample_steps"], seed)
     ctx = UpperContext(frozen, params["target"], params["eta"], batches,
                        PartialSampler(pipe, params["sample_steps"], params["guidance"]))
-    upper = build_upper(SUBSET_UPPER[params["subset"]], unet, ctx, params)
+    upper = build_upper(params.get("upper") or SUBSET_UPPER[params["subset"]], unet, ctx, params)
     # Only the subset needs gradients: the rest stays frozen (and its backward is skipped).
     unet.requires_grad_(False)
     for p in upper.params.values():
@@ -154,7 +159,7 @@ def unlearn(pipe: StableDiffusionPipeline, concepts: ConceptSet, params: dict, *
     objective = Objective(name="esd", params=list(upper.params.values()), loss=loss, batches=batches, lr=params["lr"],
                           lr_schedule="constant", terms=("esd", "total"), grad_masks=upper.grad_masks)
     fingerprint = {"method": "esd", "subset": params["subset"], "noxattn_form": params["noxattn_form"],
-                   "target": params["target"], "seed": seed}
+                   "target": params["target"], "seed": seed, "upper": upper.settings}
     cost = train([objective], constant_schedule("esd"), {"unet": unet}, settings, Path(work_dir),
                  accelerator=accelerator, fingerprint=fingerprint)
     unet.requires_grad_(True)
