@@ -6,6 +6,7 @@ Only path and parameter plumbing lives here; what a step does lives in the CLI c
 import json
 import shlex
 
+from pruneforget.prune import NEEDS_DATA as PRUNERS_NEEDING_DATA
 from pruneforget.unlearn.stages import PREVIOUS as STAGE_PREVIOUS, base_setting, stage_section
 
 SCALE = config["scale"]
@@ -63,6 +64,11 @@ def added_concepts(run):
         return ""
     added = stage_section(config["unlearn"], run.setting)["concepts"]
     return " ".join(f"--add-concept {shlex.quote(c)}" for c in added)
+
+
+def static_pruner_data(wildcards):
+    """The data directory for the static pruners that measure importance on D_f, nothing for the others."""
+    return f"results/{wildcards.scale}/data" if wildcards.method in PRUNERS_NEEDING_DATA else []
 
 
 def resources_of(group):

@@ -8,12 +8,7 @@ sliced out as results/{scale}/expert-{budget}.
 Static pruners (`pruneforget.prune.METHODS`) write results/{scale}/expert-{budget}-{method}
 (e.g. expert-80-magnitude, expert-55-taylor); those of `NEEDS_DATA` read the data directory."""
 
-from pruneforget.prune import METHODS as STATIC_PRUNERS, NEEDS_DATA as PRUNERS_NEEDING_DATA
-
-
-def static_pruner_data(wildcards):
-    """The data directory for the pruners that measure importance on D_f, nothing for the others."""
-    return f"results/{wildcards.scale}/data" if wildcards.method in PRUNERS_NEEDING_DATA else []
+from pruneforget.prune import METHODS as STATIC_PRUNERS
 
 
 rule prune_static:

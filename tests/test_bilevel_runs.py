@@ -62,3 +62,13 @@ def test_the_figures_sweep_stems_are_names_the_rule_builds():
 
 def test_every_kind_is_a_variant_of_the_command():
     assert sorted(KINDS.values()) == sorted(VARIANTS)
+
+
+def test_an_upper_override_replaces_the_method_and_keeps_its_settings():
+    from pruneforget.bilevel.inputs import run_params
+
+    section = {"lam": 1.0, "k": 2, "upper": {"method": "esdall", "x_t": "sample", "adversarial_steps": 3},
+               "code": {"k": 10}, "sweep": {"lambdas": [0]}}
+    params = run_params(section, "paper", upper="esd-adversarial")
+    assert params["upper"] == {"method": "esd-adversarial", "x_t": "sample", "adversarial_steps": 3}
+    assert section["upper"]["method"] == "esdall" and "sweep" not in params and "code" not in params
