@@ -3,7 +3,8 @@
 A set listed in `sample.bundle` is sampled by `sample_bundle` together with the bundle's other
 sets for the same model: one job loads the model once (tiny: seven sets of 96 images, where a
 job's start-up cost as much as its sampling). The same command, the same outputs: only the
-number of jobs differs. At the paper scale the bundle is empty and every set is its own GPU job.
+number of jobs differs. At the paper scale the bundle holds the three artist sets (150 prompts, one
+GPU job per model instead of three); COCO val and the NSFW sets are GPU jobs of their own.
 """
 
 
