@@ -1,20 +1,21 @@
 """Two-stage unlearning: remove a setting's concepts from the distilled model with one method.
 
-`results/{scale}/{run}` with run `{method}-{setting}[-{pruner}]-s{seed}` (unlearn/runs.py) is a
+`results/{scale}/{run}` with run `{method}-{setting}[-{pruner}][-{knob}{value}]-s{seed}` (unlearn/runs.py) is a
 pipeline directory plus `unlearn.json`, made from the distilled model of the same seed
 (`ft-80[-{pruner}]-kd-pruned-s{seed}`), or for the continual stage `later` from the `first` run of
 the same method. A method is one entry of `pruneforget.unlearn.METHODS` (method -> module, named
-as the `unlearn` subsection it reads).
+as the `unlearn` subsection it reads). A knob (unlearn/knobs.py: `esdx-artists-steps200-s0`)
+reaches the command as `--knob NAME=VALUE`, which overrides that one value of the section it reads.
 """
 
 from pruneforget.unlearn import METHODS as UNLEARN_SECTIONS
 from pruneforget.unlearn.runs import NAME_PATTERN as UNLEARN_RUN, parse_run as parse_unlearn_run
-from pruneforget.unlearn.stages import base_setting
 
 
 rule unlearn:
     """Remove the concepts of `unlearn.{setting}` (artists or global; a continual stage: its share
-    of the artists) with `{method}`; the run's name gives method, setting, pruner and seed."""
+    of the artists) with `{method}`; the run's name gives method, setting, pruner, strength knob
+    and seed."""
     input:
         model=lambda wc: f"results/{wc.scale}/{parse_unlearn_run(wc.run).source()}",
         data="results/{scale}/data",
@@ -25,8 +26,7 @@ rule unlearn:
     params:
         unlearn=lambda wc: unlearn_section(parse_unlearn_run(wc.run).setting,
                                            UNLEARN_SECTIONS[parse_unlearn_run(wc.run).method]),
-        run=lambda wc: (f"--method {parse_unlearn_run(wc.run).method} --setting {base_setting(parse_unlearn_run(wc.run).setting)} "
-                        f"--seed {parse_unlearn_run(wc.run).seed}"),
+        run=lambda wc: parse_unlearn_run(wc.run).flags(),
     threads: threads_of("unlearn")
     resources:
         **resources_of("unlearn"),

@@ -3,7 +3,8 @@
 
 Variants of the `bilevel` section: `paper` (Algorithm 1 as stated), `separate` (Algorithm 1 with
 vartheta a second copy of the model: `mode: separate`, the run that measures the penalty) and `code`
-(the authors' code: the overrides under `bilevel.code`); a sweep run overrides lambda and K.
+(the authors' code: the overrides under `bilevel.code`); a sweep run overrides lambda and K, a
+frontier run one strength knob (unlearn/knobs.py), both after the variant's overrides.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pruneforget.io import read_json
 from pruneforget.models.diffusion import encode_captions, encode_latents, pipeline_resolution
 from pruneforget.unlearn.concepts import ConceptSet
 from pruneforget.unlearn.esd import esd_prompts, latent_shape, prompt_pool
+from pruneforget.unlearn.knobs import BILEVEL, apply_knob, check_knob
 from pruneforget.unlearn.uce import uce_edit
 from pruneforget.unlearn.upper import UpperContext
 from pruneforget.unlearn.xt import ConceptPrompts, NoisedConceptImages, PartialSampler
@@ -39,9 +41,10 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def run_params(section: dict, variant: str = "paper", lam: float | None = None, k: int | None = None,
-               upper: str | None = None) -> dict:
-    """The settings of one run: the section, the variant's overrides, then a sweep's lambda / K
-    and an upper-level method replacing `upper.method`."""
+               upper: str | None = None, knob: tuple[str, int | float] | None = None) -> dict:
+    """The settings of one run: the section, the variant's overrides, then a sweep's lambda / K,
+    an upper-level method replacing `upper.method` and a strength knob (name, value) replacing
+    its key (after the variant, so `bilevelcode-artists-K5` runs the authors' code at K 5)."""
     if variant not in VARIANTS:
         raise BilevelInputError(f"variant {variant!r} is not one of {VARIANTS}")
     params = {key: v for key, v in section.items() if key not in SECTION_ONLY}
@@ -55,6 +58,12 @@ def run_params(section: dict, variant: str = "paper", lam: float | None = None, 
         params["k"] = k
     if upper is not None:
         params["upper"] = {**params["upper"], "method": upper}
+    if knob is not None:
+        try:
+            check_knob(knob[0], BILEVEL)
+            params = apply_knob(params, BILEVEL, *knob)
+        except ValueError as exc:
+            raise BilevelInputError(str(exc)) from exc
     return params
 
 

@@ -34,6 +34,7 @@ from pruneforget.train.run import (
 )
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.esd import method_params
+from pruneforget.unlearn.knobs import parse_flag
 from pruneforget.unlearn import UPPER_METHODS
 from pruneforget.unlearn.prompts import concept_set
 from pruneforget.unlearn.runs import BASE_SETTINGS as SETTINGS
@@ -61,15 +62,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=None, help="override K, lower steps per upper step (a sweep run)")
     p.add_argument("--upper", choices=UPPER_METHODS, default=None,
                    help="override bilevel.upper.method (a run of figures.table_upper)")
+    p.add_argument("--knob", type=_knob, default=None, metavar="NAME=VALUE",
+                   help="override one bilevel value after the variant's overrides (a strength knob of "
+                        "unlearn/knobs.py: lam, K or ulr; a frontier run)")
     p.add_argument("--add-concept", action="append", default=None, metavar="NAME",
                    help="continual: remove NAME too, keeping the concepts the --expert model was unlearned for (repeatable)")
     add_eval_argument(p)
     p.add_argument("--out", required=True, type=Path, help="output run directory (a pipeline plus training records)")
 
 
+def _knob(text: str) -> tuple[str, int | float]:
+    try:
+        return parse_flag(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def resolve(args: argparse.Namespace):
     """Every setting of the run, checked before any model is loaded."""
-    cfg = run_params(args.params, args.variant, args.lam, args.k, args.upper)
+    cfg = run_params(args.params, args.variant, args.lam, args.k, args.upper, args.knob)
     settings = BilevelSettings.from_config(cfg)
     if args.setting not in args.unlearn or "esd" not in args.unlearn:
         raise BilevelInputError(f"--unlearn needs the {args.setting!r} and 'esd' entries of the unlearn section")

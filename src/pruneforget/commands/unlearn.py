@@ -18,6 +18,7 @@ from pruneforget.io import atomic_dir, write_json
 from pruneforget.models.expert import write_pipeline
 from pruneforget.models.load import load_pipeline
 from pruneforget.unlearn import METHODS, method_module
+from pruneforget.unlearn.knobs import apply_knob, check_knob, family_of, parse_flag
 from pruneforget.unlearn.concepts import UnlearnInputError, validate_concepts
 from pruneforget.unlearn.prompts import concept_set
 from pruneforget.unlearn.runs import BASE_SETTINGS as SETTINGS
@@ -32,11 +33,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", required=True, type=parse_params,
                    help="the `unlearn` config section as JSON: the setting's concepts and the method's parameters")
     p.add_argument("--seed", type=int, default=0, help="seed of anything the method samples")
+    p.add_argument("--knob", type=_knob, default=None, metavar="NAME=VALUE",
+                   help="override one config value of the method (a strength knob of unlearn/knobs.py, e.g. "
+                        "steps=200 sets unlearn.esd.steps; a frontier run)")
     p.add_argument("--out", required=True, type=Path, help="output pipeline directory")
+
+
+def _knob(text: str) -> tuple[str, int | float]:
+    try:
+        return parse_flag(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> None:
     cfg = args.params
+    if args.knob:  # the run's strength knob replaces one value of the section, before any check reads it
+        try:
+            check_knob(args.knob[0], family_of(args.method))
+            cfg = apply_knob(cfg, "unlearn", *args.knob)
+        except ValueError as exc:
+            raise SystemExit(f"unlearn: {exc}") from exc
     try:
         module = method_module(args.method)
         # A module serving several methods (ESD: esdx, esdu, esd) reads one section and resolves
@@ -70,6 +87,7 @@ def run(args: argparse.Namespace) -> None:
             "preserve": list(concepts.preserve),
             "params": params,
             "seed": args.seed,
+            "knob": dict([args.knob]) if args.knob else {},
             "model": str(args.model),
             "device": device,
             "seconds": round(seconds, 3),
