@@ -160,6 +160,7 @@ def check_config(config: dict) -> None:
             )
 
     _check_figures(config)
+    _check_frontier(config)
     _check_sample_bundle(config)
 
 
@@ -197,8 +198,34 @@ def _check_figures(config: dict) -> None:
         if name in figures:
             try:
                 resolve_figure(config, name)
-            except ValueError as exc:
+            except (ValueError, KeyError) as exc:
                 raise ConfigError(f"figures.{name}: {exc}") from exc
+
+
+def _check_frontier(config: dict) -> None:
+    """Every point of a `frontier` curve is a run name the rules build (its knob of the run's
+    family, an integer knob at integer values), and the operating point's column is a panel."""
+    frontier = config.get("frontier")
+    if not frontier:
+        return
+    from pruneforget.bilevel.runs import parse_run as parse_bilevel
+    from pruneforget.unlearn.knobs import KNOBS, tag
+    from pruneforget.unlearn.runs import parse_run as parse_unlearn
+
+    for i, curve in enumerate(frontier["curves"]):
+        for value in curve["values"]:
+            try:
+                if KNOBS[curve["knob"]].kind is int and not float(value).is_integer():
+                    raise ValueError(f"knob {curve['knob']!r} ({KNOBS[curve['knob']].key}) takes integers, got {value!r}")
+                name = f"{curve['run']}{tag(curve['knob'], value)}-s0"
+                kind = curve["run"].split("-")[0]
+                (parse_bilevel if kind.startswith("bilevel") else parse_unlearn)(name)
+            except ValueError as exc:
+                raise ConfigError(f"frontier.curves[{i}] ({curve['label']}): {exc}") from exc
+    labels = [c["label"] for c in frontier["retention"]]
+    if frontier["operating_point"]["best"] not in labels:
+        raise ConfigError(f"frontier.operating_point.best: {frontier['operating_point']['best']!r} is not a "
+                          f"retention column's label ({', '.join(labels)}); name one of them")
 
 
 def _check_batches(config: dict) -> None:

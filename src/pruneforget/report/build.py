@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from pruneforget.io import read_json
-from pruneforget.report import bars, cost, curves, grids, labels, tables
+from pruneforget.report import bars, cost, curves, frontier, grids, labels, tables
 from pruneforget.report.scores import score_key, tidy_scores
 
 Paths = list[str | os.PathLike]
@@ -68,8 +68,20 @@ def _cost(spec: dict, runs: Paths, **_) -> tuple:
     return tables.draw_table(row_labels, col_labels, text, spec["title"], tables.note_lines(frame, spec.get("footnotes", []))), frame
 
 
+def _frontier(spec: dict, scores: Paths, **_) -> tuple:
+    points = frontier.frontier_points(tidy_scores(scores), spec)
+    return frontier.frontier_figure(points, spec), points
+
+
+def _frontier_table(spec: dict, scores: Paths, **_) -> tuple:
+    points = frontier.frontier_points(tidy_scores(scores), spec)
+    table = frontier.front_table(points, spec)
+    return frontier.front_table_figure(table, points, spec), table
+
+
 BUILDERS = {"metric_table": _metric_table, "metric_bars": _metric_bars, "resilience_table": _resilience_table, "grid": _grid,
-            "label_decrease": _label_decrease, "curves": _curves, "sweep": _sweep, "cost": _cost}
+            "label_decrease": _label_decrease, "curves": _curves, "sweep": _sweep, "cost": _cost,
+            "frontier": _frontier, "frontier_table": _frontier_table}
 
 
 def build_figure(spec: dict, scores: Paths = (), runs: Paths = (), samples: Paths = ()) -> tuple["plt.Figure", pd.DataFrame]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 
 from pruneforget.report.scores import model_name, row_models, seeded
+from pruneforget.unlearn.knobs import tag as knob_tag
 
 # figure name -> (what it draws: the `report` command's dispatch key, the part of the paper it
 # belongs to: its category in the Snakemake report). rules/figures.smk makes one rule per entry.
@@ -32,7 +33,10 @@ FIGURES = {
     "table_pruners": ("metric_table", "Open questions"),
     "table_upper": ("metric_table", "Open questions"),
     "fig_continual": ("metric_bars", "Open questions"),
+    "fig_frontier": ("frontier", "Frontiers"),
+    "table1_front": ("frontier_table", "Frontiers"),
 }
+FRONTIER_KINDS = ("frontier", "frontier_table")  # figures that draw the config's `frontier` section
 KINDS = {name: kind for name, (kind, _) in FIGURES.items()}
 
 
@@ -121,7 +125,21 @@ def resolve_figure(config: dict, name: str) -> dict:
     spec.setdefault("grid_seed", figures.get("grid_seed", spec["seeds"][0]))
     if KINDS[name] == "sweep":
         spec.update(sweep_grid(config))
+    if KINDS[name] in FRONTIER_KINDS:
+        spec.update(frontier_curves(config))
     return {**spec, "figure": name, "kind": KINDS[name]}
+
+
+def frontier_curves(config: dict) -> dict:
+    """The config's `frontier` section with placeholders expanded and each curve's points listed:
+    `{value, model}` with model `{run}-{knob}{value}` (a run name without its seed, unlearn/knobs.py),
+    so the runs the DAG builds and the points the figure reads are one list."""
+    if "frontier" not in config:
+        raise KeyError("figures.fig_frontier and figures.table1_front draw the `frontier` section: add it (see config/config.yaml)")
+    section = expand(copy.deepcopy(config["frontier"]), *_placeholders(config))
+    for curve in section["curves"]:
+        curve["points"] = [{"value": v, "model": f"{curve['run']}{knob_tag(curve['knob'], v)}"} for v in curve["values"]]
+    return section
 
 
 def figure_config_keys(config: dict, name: str) -> list[str]:
@@ -132,8 +150,11 @@ def figure_config_keys(config: dict, name: str) -> list[str]:
     keys = [f"figures.{name}", "figures.seeds", "figures.grid_seed", "figures.global_style", "world.remove_styles"]
     if KINDS[name] == "sweep":
         keys += ["bilevel.sweep", "bilevel.lam", "bilevel.k"]
-    present = {"figures": figures, "world": config.get("world", {}), "bilevel": config.get("bilevel", {})}
-    return [k for k in keys if k.split(".", 1)[1] in present[k.split(".", 1)[0]]]
+    if KINDS[name] in FRONTIER_KINDS:
+        keys.append("frontier")
+    present = {"figures": figures, "world": config.get("world", {}), "bilevel": config.get("bilevel", {}),
+               "frontier": config if "frontier" in config else {}}
+    return [k for k in keys if k.split(".", 1)[-1] in present[k.split(".", 1)[0]]]
 
 
 def sweep_grid(config: dict) -> dict:
@@ -183,6 +204,11 @@ def figure_inputs(spec: dict, scale: str) -> dict[str, list[str]]:
         for _, lam, k in sweep_settings(spec["lambdas"], spec["Ks"], spec["default"]):
             for col in spec["columns"]:
                 stem = sweep_stem(spec["model"], lam, k, spec["default"], spec.get("default_model"))
+                scores += _scores(scale, _all_models(stem, seeds), col["promptsets"], col["metric"])
+    elif kind in FRONTIER_KINDS:
+        stems = [p["model"] for c in spec["curves"] for p in c["points"]] + [r["model"] for r in spec.get("references", [])]
+        for stem in stems:
+            for col in [spec["erasure"], *spec["retention"]]:
                 scores += _scores(scale, _all_models(stem, seeds), col["promptsets"], col["metric"])
     elif kind == "label_decrease":
         for stem in [spec["reference"]] + [r["model"] for r in spec["rows"]]:
