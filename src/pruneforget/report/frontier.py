@@ -112,8 +112,9 @@ def _panel_label(col: dict) -> str:
 
 def frontier_figure(points: pd.DataFrame, spec: dict) -> "plt.Figure":
     """One panel per retention column: x = retention, y = erasure, a line with error bars (std
-    over seeds, both axes) per curve in knob order, the reference models as black marks, the
-    Pareto front of the curve points circled and joined by a dotted line."""
+    over seeds, both axes) per curve in knob order, each point labelled with its knob value, the
+    reference models as black marks, the Pareto front of the curve points circled and joined by a
+    dotted line."""
     panels = spec["retention"]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
     cells = points[points["panel"] != ""]
@@ -125,6 +126,9 @@ def frontier_figure(points: pd.DataFrame, spec: dict) -> "plt.Figure":
                 ax.errorbar(c["retention_mean"], c["erasure_mean"], xerr=np.nan_to_num(c["retention_std"].astype(float)),
                             yerr=np.nan_to_num(c["erasure_std"].astype(float)), marker="o", ms=3.5, lw=1, capsize=2,
                             color=f"C{k}", label=f"{curve['label']} ({curve['knob']})")
+                for _, point in c.iterrows():  # each point's knob value beside it: the curve's direction
+                    ax.annotate(format_value(curve["knob"], point["value"]), (point["retention_mean"], point["erasure_mean"]),
+                                textcoords="offset points", xytext=(3, 3), fontsize=5, color=f"C{k}")
         refs = mine[mine["kind"] == "reference"]
         for marker, (_, ref) in zip("*sDP^v", refs.iterrows()):
             ax.plot(ref["retention_mean"], ref["erasure_mean"], marker, color="black", ms=8, label=ref["curve"])
@@ -137,14 +141,13 @@ def frontier_figure(points: pd.DataFrame, spec: dict) -> "plt.Figure":
         ax.set_ylabel(_panel_label(spec["erasure"]), fontsize=8)
         ax.tick_params(labelsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, max(1, len(labels))),
-               fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
     fig.suptitle(spec["title"], fontsize=10)
     lines = note_lines(points)
-    fig.tight_layout()
+    # Room on the right for the legend, under the panels for the notes (as bars.py does).
+    fig.tight_layout(rect=(0, 0.04 * len(lines), 0.86, 1))
     if lines:
-        fig.text(0.01, -0.02 - 0.03 * math.ceil(len(labels) / 4), "\n".join(lines), fontsize=6, va="top",
-                 ha="left", family="monospace")
+        fig.text(0.01, 0.01, "\n".join(lines), fontsize=6, va="bottom", ha="left", family="monospace")
     return fig
 
 
@@ -170,13 +173,15 @@ def front_table(points: pd.DataFrame, spec: dict) -> pd.DataFrame:
         if value is None:
             tried = ", ".join(f"{v:g}: {e:.3g}" for v, e in zip(ranked["value"], ranked["erasure_mean"])) or "no point built"
             notes.append({"row": curve["label"], "model": "", "column": "", "mean": math.nan, "std": math.nan, "n": 0,
-                          "seeds": "", "knob": curve["knob"], "value": math.nan,
+                          "seeds": "", "knob": curve["knob"], "value": "",
                           "note": f"{curve['label']}: no {curve['knob']} value reaches the rule ({erasure['label']} at "
                                   f"{curve['knob']} = {tried})"})
             continue
         chosen = curve_points[(curve_points["curve"] == curve["label"]) & (curve_points["value"] == value)]
         first = chosen.iloc[0]
-        base = {"row": curve["label"], "model": first["model"], "knob": curve["knob"], "value": value, "note": ""}
+        # The value as the run name writes it (erase 2, K 10): the CSV names the run's own knob value.
+        base = {"row": curve["label"], "model": first["model"], "knob": curve["knob"],
+                "value": format_value(curve["knob"], value), "note": ""}
         cells.append({**base, "column": erasure["label"], "mean": first["erasure_mean"], "std": first["erasure_std"],
                       "n": first["n"], "seeds": first["seeds"]})
         for _, p in chosen.iterrows():
@@ -194,7 +199,7 @@ def front_table_figure(table: pd.DataFrame, points: pd.DataFrame, spec: dict) ->
     for curve in spec["curves"]:
         mine = table[(table["row"] == curve["label"]) & (table["column"] != "")]
         if len(mine):
-            row_labels.append(f"{curve['label']} ({curve['knob']} {format_value(curve['knob'], mine['value'].iloc[0])})")
+            row_labels.append(f"{curve['label']} ({curve['knob']} {mine['value'].iloc[0]})")
             text.append([format_stat(cells[(curve["label"], c["label"])]) if (curve["label"], c["label"]) in cells
                          else "not built" for c in columns])
         else:
