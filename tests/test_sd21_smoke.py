@@ -32,6 +32,7 @@ ALLOWED = {
     # The open questions' figures: each new pruner, upper method and continual path once, not the
     # cluster's every combination (each row is a training run plus its samples and scores).
     "figures.table_pruners.rows": SIZE, "figures.table_upper.rows": SIZE, "figures.fig_continual.rows": SIZE,
+    "frontier.curves": SIZE + ": one two-value curve of the cheapest method (UCE), not every method's sweep",
     "prune.latent_size": SIZE + ": MACs at the smoke's 64 px",
     "prune.importance.batches": SIZE, "prune.importance.batch_size": SIZE,
     "prune.aptp.experts": SIZE, "prune.aptp.steps": SIZE, "prune.aptp.pretrain_steps": SIZE,
