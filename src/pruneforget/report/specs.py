@@ -151,10 +151,10 @@ def figure_config_keys(config: dict, name: str) -> list[str]:
     if KINDS[name] == "sweep":
         keys += ["bilevel.sweep", "bilevel.lam", "bilevel.k"]
     if KINDS[name] in FRONTIER_KINDS:
-        keys.append("frontier")
+        keys += [f"frontier.{k}" for k in config.get("frontier", {})]
     present = {"figures": figures, "world": config.get("world", {}), "bilevel": config.get("bilevel", {}),
-               "frontier": config if "frontier" in config else {}}
-    return [k for k in keys if k.split(".", 1)[-1] in present[k.split(".", 1)[0]]]
+               "frontier": config.get("frontier", {})}
+    return [k for k in keys if k.split(".", 1)[1] in present[k.split(".", 1)[0]]]
 
 
 def sweep_grid(config: dict) -> dict:
