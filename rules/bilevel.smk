@@ -2,7 +2,9 @@
 one run. `bilevel-{setting}-s{seed}` is the paper's method, `bilevelsep-{setting}-s{seed}` the same
 with vartheta a second copy (separate mode: the run whose penalty trace figures.fig_penalty draws),
 `bilevelcode-{setting}-s{seed}` what the authors' code does (`bilevel.code`), and
-`bilevel-lam{lam}-K{K}-s{seed}` the lambda x K sweep on the artist setting (tiny; `bilevel.sweep`).
+`bilevel-lam{lam}-K{K}-s{seed}` the lambda x K sweep on the artist setting (tiny; `bilevel.sweep`);
+a strength knob before the seed (`bilevel-artists-esdx-K10-s0`: unlearn/knobs.py, a point of
+figures.fig_frontier) reaches the command as `--knob NAME=VALUE`, set after the variant's overrides.
 Each is a pipeline directory plus metrics.csv, eval.csv, cost.json and run_config.json.
 (Two-stage ESD runs through rules/unlearn.smk: esdx, esdu, esd.)
 """
@@ -12,8 +14,8 @@ from pruneforget.bilevel.runs import NAME_PATTERN as BILEVEL_RUN, parse_run as p
 
 rule bilevel:
     """Algorithm 1 (bilevel-*, bilevelsep-*, a sweep point bilevel-lam*-K*) or the authors' code
-    (bilevelcode-*) on expert-80; the run's name gives its variant, setting, seed, lambda and K
-    (pruneforget/bilevel/runs.py)."""
+    (bilevelcode-*) on expert-80; the run's name gives its variant, setting, seed, lambda and K,
+    or a strength knob (pruneforget/bilevel/runs.py)."""
     input:
         expert=lambda wc: f"results/{wc.scale}/{parse_bilevel_run(wc.run).source()}",
         teacher="results/{scale}/base",
