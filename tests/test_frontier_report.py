@@ -47,7 +47,8 @@ def test_operating_point_rule_on_a_hand_example():
 
 SEEDS = [0, 1]
 # style accuracy on the synonym sets per (model stem, seed); the tiny config's axes read
-# judge on synonyms_* (erasure), judge on retain (IRA, CRA) and denoising_error on val.
+# judge on synonyms_* (erasure), judge on retain (IRA, CRA), frechet_evaluator and
+# denoising_error on val. The Frechet distance is written as 100 x the denoising error.
 CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 
@@ -79,11 +80,13 @@ def write_frontier_scores(root, spec) -> list:
             paths.append(write_score(root, model, p, "judge", {"style_acc": syn, "shape_acc": 1.0}))
         paths.append(write_score(root, model, "retain", "judge", {"style_acc": retain, "shape_acc": 1.0}))
         paths.append(write_score(root, model, "val", "denoising_error", error))
+        paths.append(write_score(root, model, "val", "frechet_evaluator", 100 * error))
     # The teacher: erases nothing.
     for p in spec["erasure"]["promptsets"]:
         paths.append(write_score(root, "base", p, "judge", {"style_acc": 1.0, "shape_acc": 1.0}))
     paths.append(write_score(root, "base", "retain", "judge", {"style_acc": 1.0, "shape_acc": 1.0}))
     paths.append(write_score(root, "base", "val", "denoising_error", 0.07))
+    paths.append(write_score(root, "base", "val", "frechet_evaluator", 7.0))
     return paths
 
 
@@ -128,17 +131,20 @@ def test_table1_front_names_the_chosen_value_and_notes_a_curve_that_meets_no_rul
             paths.append(write_score(tmp_path, model, p, "judge", {"style_acc": 0.5, "shape_acc": 1.0}))
         paths.append(write_score(tmp_path, model, "retain", "judge", {"style_acc": 0.9, "shape_acc": 1.0}))
         paths.append(write_score(tmp_path, model, "val", "denoising_error", 0.05))
+        paths.append(write_score(tmp_path, model, "val", "frechet_evaluator", 5.0))
     fig, table = build_figure(spec, scores=paths)
     save_figure(fig, tmp_path / "figures/table1_front.pdf", table)
     csv = pd.read_csv(tmp_path / "figures/table1_front.csv", keep_default_na=False, dtype={"value": str})
     chosen = csv[csv["column"] != ""].groupby("row")[["knob", "value", "model"]].first()
-    # Least denoising error among points with UA synonyms >= 95: UCE erase 2 (97), bilevel K 1 (99).
+    # Least Frechet distance among points with UA synonyms >= 95: UCE erase 2 (97), bilevel K 1 (99).
     assert chosen.loc["UCE"].tolist() == ["erase", "2", "uce-artists-erase2"]
     assert chosen.loc["bilevel"].tolist() == ["K", "1", "bilevel-artists-esdx-K1"]
     notes = csv[csv["row"] == "ConceptPrune"]
     assert len(notes) == 1 and "no skill value reaches the rule" in notes["note"].item()
     cells = csv[(csv["row"] == "UCE") & (csv["column"] == "denoising error")]
     assert float(cells["mean"].item()) == pytest.approx(0.21)
+    cells = csv[(csv["row"] == "UCE") & (csv["column"] == "Frechet (evaluator)")]
+    assert float(cells["mean"].item()) == pytest.approx(21.0)
     assert set(csv[csv["row"] == "UCE"]["column"]) == {c["label"] for c in [spec["erasure"], *spec["retention"]]}
 
 
@@ -149,3 +155,18 @@ def test_a_missing_point_is_a_note_never_a_number(tmp_path):
     uce = points[(points["model"] == "uce-artists-erase2") & (points["panel"] == "IRA")]
     assert uce["n"].item() == 1 and uce["erasure_mean"].item() == pytest.approx(98.0)
     assert "not built: uce-artists-erase2-s1" in set(points["note"])
+
+
+def test_a_curve_centre_is_the_main_run_trained_once():
+    """At the value the config already gives a run, the point is that run (Table 1's model), not a
+    second run of the same settings; the authors' code's centre is its `bilevel.code` value."""
+    spec = resolve_figure(CONFIG, "fig_frontier")
+    models = {c["label"]: [p["model"] for p in c["points"]] for c in spec["curves"]}
+    steps = CONFIG["unlearn"]["esd"]["steps"]
+    assert models["ESD-x"] == [f"esdx-artists-steps{v}" if v != steps else "esdx-artists"
+                               for v in spec["curves"][0]["values"]]
+    code_k = CONFIG["bilevel"]["code"]["k"]
+    assert code_k != CONFIG["bilevel"]["k"]  # else this check could not tell the two apart
+    code = next(c for c in spec["curves"] if c["run"].startswith("bilevelcode-"))
+    assert [p["model"] for p in code["points"] if "-K" not in p["model"]] == ["bilevelcode-artists"]
+    assert next(p["value"] for p in code["points"] if p["model"] == "bilevelcode-artists") == code_k

@@ -154,7 +154,8 @@ def test_dvc_repro_builds_the_same_artifacts_as_snakemake(builds):
     for tree in ("results", "figures"):
         ours, theirs = digests(snake / tree), digests(dvc / tree)
         assert theirs and set(theirs) <= set(ours), sorted(set(theirs) - set(ours))[:10]
-        assert [k for k in theirs if theirs[k] != ours[k]] == [], tree
+        # .gitignore files are DVC's list of the outs it tracks: DVC built a subset of the stages.
+        assert [k for k in theirs if theirs[k] != ours[k] and not k.endswith(".gitignore")] == [], tree
 
 
 @pytest.mark.slow

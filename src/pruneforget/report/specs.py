@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 
 from pruneforget.report.scores import model_name, row_models, seeded
-from pruneforget.unlearn.knobs import tag as knob_tag
+from pruneforget.unlearn.knobs import KNOBS, point_stem
 
 # figure name -> (what it draws: the `report` command's dispatch key, the part of the paper it
 # belongs to: its category in the Snakemake report). rules/figures.smk makes one rule per entry.
@@ -132,14 +132,27 @@ def resolve_figure(config: dict, name: str) -> dict:
 
 def frontier_curves(config: dict) -> dict:
     """The config's `frontier` section with placeholders expanded and each curve's points listed:
-    `{value, model}` with model `{run}-{knob}{value}` (a run name without its seed, unlearn/knobs.py),
-    so the runs the DAG builds and the points the figure reads are one list."""
+    `{value, model}` with model `{run}-{knob}{value}` (a run name without its seed, unlearn/knobs.py;
+    at the config's own value the run itself: the curve's centre is trained once), so the runs the
+    DAG builds and the points the figure reads are one list."""
     if "frontier" not in config:
         raise KeyError("figures.fig_frontier and figures.table1_front draw the `frontier` section: add it (see config/config.yaml)")
     section = expand(copy.deepcopy(config["frontier"]), *_placeholders(config))
     for curve in section["curves"]:
-        curve["points"] = [{"value": v, "model": f"{curve['run']}{knob_tag(curve['knob'], v)}"} for v in curve["values"]]
+        curve["points"] = [{"value": v, "model": point_stem(config, curve["run"], curve["knob"], v)}
+                           for v in curve["values"]]
     return section
+
+
+def centre_keys(config: dict) -> list[str]:
+    """The config entries (two levels deep, as DVC's params here) that decide which frontier
+    point is a curve's centre: each curve's knob key, and `bilevel.code` for the authors' code."""
+    keys = []
+    for curve in config.get("frontier", {}).get("curves", []):
+        keys.append(".".join(KNOBS[curve["knob"]].key.split(".")[:2]))
+        if curve["run"].startswith("bilevelcode-"):
+            keys.append("bilevel.code")
+    return list(dict.fromkeys(keys))
 
 
 def figure_config_keys(config: dict, name: str) -> list[str]:
@@ -152,8 +165,9 @@ def figure_config_keys(config: dict, name: str) -> list[str]:
         keys += ["bilevel.sweep", "bilevel.lam", "bilevel.k"]
     if KINDS[name] in FRONTIER_KINDS:
         keys += [f"frontier.{k}" for k in config.get("frontier", {})]
+        keys += centre_keys(config)
     present = {"figures": figures, "world": config.get("world", {}), "bilevel": config.get("bilevel", {}),
-               "frontier": config.get("frontier", {})}
+               "frontier": config.get("frontier", {}), "unlearn": config.get("unlearn", {})}
     return [k for k in keys if k.split(".", 1)[1] in present[k.split(".", 1)[0]]]
 
 

@@ -120,3 +120,27 @@ def apply_knob(section: dict, section_name: str, name: str, value: int | float) 
         node = node[part]
     node[leaf] = KNOBS[name].kind(value)
     return out
+
+
+def config_value(config: dict, name: str, authors_code: bool = False):
+    """The value knob `name` takes in a run without a knob: the config's key, or for the authors'
+    code (bilevelcode) its `bilevel.code` override where it sets one. None where the key is absent."""
+    head, *path = KNOBS[name].key.split(".")
+    sections = [config.get(head, {})]
+    if authors_code and head == BILEVEL:
+        sections.insert(0, config.get(BILEVEL, {}).get("code") or {})
+    for node in sections:
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return node
+    return None
+
+
+def point_stem(config: dict, run: str, name: str, value: int | float) -> str:
+    """The model stem of a frontier point: `{run}-{knob}{value}`, or `run` itself where `value` is
+    the one the run already takes (the curve's centre is the main run, trained once, as Table 1's)."""
+    centre = config_value(config, name, authors_code=run.startswith("bilevelcode-"))
+    if centre is not None and KNOBS[name].kind(centre) == KNOBS[name].kind(value):
+        return run
+    return f"{run}{tag(name, value)}"
