@@ -316,12 +316,18 @@ def test_paper_scale_upper_step_on_the_sd21_unet_is_grad_esdx_plus_lambda_grad_f
     s = settings(lam=100.0, k=20, steps=21, upper={"method": "esdx"})
     upper = build_upper("esdx", theta, ctx, {})
     assert upper.params and all(".attn2." in n for n in upper.params)  # ESD-x: cross-attention only
+    # The gradient checked on the last cross-attention of the UNet (a part of ESD-x's parameters):
+    # autograd then walks back only from the output to that block, not through all 866M parameters
+    # three times (194 s of CI otherwise); the equation is the same for every parameter.
+    last = max(int(n.split(".")[1]) for n in upper.params if n.startswith("up_blocks."))
+    checked = {n: p for n, p in upper.params.items() if n.startswith(f"up_blocks.{last}.attentions.2.")}
+    assert checked
     theta.requires_grad_(False)
-    for p in upper.params.values():
+    for p in checked.values():
         p.requires_grad_(True)
     _, objective = bilevel_objectives(s, theta, None, teacher, upper, images, ft, scheduler, FT)
     batch = objective.batches([0])
-    params = list(upper.params.values())
+    params = list(checked.values())
     got = grads(objective.loss({"unet": theta}, batch)["total"], params)
     g_upper = grads(upper.loss(theta, split_batch(batch, "u.")), params)
     g_ft = grads(distillation_terms(theta, teacher, split_batch(batch, "ft."), scheduler, FT["snr_gamma"],
