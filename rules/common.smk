@@ -128,8 +128,15 @@ def set_limit(promptset):
 
 def sample_limit(wildcards):
     """The set's --limit, and the prompts a grid figure shows from it (kept in any subset)."""
-    keep = " ".join(f"--keep-prompt {shlex.quote(p)}" for p in grid_prompts(config, wildcards.promptset))
-    limit = set_limit(wildcards.promptset)
+    return limit_flags([wildcards.promptset])
+
+
+def limit_flags(promptsets):
+    """--limit of the sets (one limit serves a bundle: see bundle_sets_flags) and --keep-prompt for
+    every prompt a grid figure shows from any of them (the command keeps each in its own set)."""
+    prompts = dict.fromkeys(p for name in promptsets for p in grid_prompts(config, name))
+    keep = " ".join(f"--keep-prompt {shlex.quote(p)}" for p in prompts)
+    limit = set_limit(promptsets[0])
     return f"{limit} {keep}" if limit and keep else limit
 
 

@@ -51,7 +51,7 @@ if SAMPLE_BUNDLE:
         params:
             sample=lambda wc: section("sample"),
             sets=bundle_sets_flags,
-            limit=set_limit(SAMPLE_BUNDLE[0]),
+            limit=limit_flags(SAMPLE_BUNDLE),
         threads: threads_of("sample")
         resources:
             **resources_of("sample"),

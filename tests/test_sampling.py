@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from pruneforget.sample import sample_prompt_set
@@ -101,23 +102,43 @@ def test_sd21_grid_prompts_are_the_named_columns_of_the_sets_they_come_from():
 
 def test_a_bundle_writes_each_set_as_sampling_it_alone_would(tiny_pipe, tmp_path):
     """`sample --prompts A --out A --prompts B --out B` (rule sample_bundle) writes the same PNGs
-    and manifests as two single-set runs: a bundle changes the number of jobs, not the images."""
+    and manifests as two single-set runs: a bundle changes the number of jobs, not the images.
+    With --limit, a grid's --keep-prompt (the bundle passes every set's) is kept in its own set."""
     import json
 
     from pruneforget.cli import main
 
     tiny_pipe.save_pretrained(tmp_path / "model")
     params = json.dumps({"scheduler": "ddim", "steps": 2, "guidance": 3.0, "batch_size": 3})
-    sets = {"a": "prompt\na red circle\na blue square\n", "b": "prompt\na green star\n"}
+    sets = {"a": "prompt\na red circle\na blue square\na red square\n", "b": "prompt\na green star\na blue star\n"}
+    keep = {"a": ["a blue square"], "b": []}  # --limit 1 alone would take the first prompt of each set
     for name, text in sets.items():
         (tmp_path / f"{name}.csv").write_text(text)
         main(["sample", "--model", str(tmp_path / "model"), "--prompts", str(tmp_path / f"{name}.csv"),
-              "--params", params, "--seeds-per-prompt", "2", "--out", str(tmp_path / "alone" / name)])
+              "--params", params, "--seeds-per-prompt", "2", "--limit", "1", "--out", str(tmp_path / "alone" / name),
+              *[arg for prompt in keep[name] for arg in ("--keep-prompt", prompt)]])
     main(["sample", "--model", str(tmp_path / "model"), "--params", params, "--seeds-per-prompt", "2",
+          "--limit", "1", "--keep-prompt", "a blue square",
           *[arg for name in sets for arg in ("--prompts", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / "bundle" / name))]])
+    manifest = pd.read_csv(next((tmp_path / "bundle" / "a").glob("*.csv")))
+    assert "a blue square" in set(manifest["prompt"])
     for name, n in (("a", 4), ("b", 2)):
         alone, bundled = tmp_path / "alone" / name, tmp_path / "bundle" / name
         assert sorted(p.name for p in bundled.iterdir()) == sorted(p.name for p in alone.iterdir())
         assert len(list(bundled.glob("*.png"))) == n
         for f in alone.iterdir():
             assert f.read_bytes() == (bundled / f.name).read_bytes(), f.name
+
+
+def test_a_kept_prompt_in_none_of_a_bundles_sets_is_refused_before_sampling(tmp_path):
+    import json
+
+    from pruneforget.cli import main
+
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.csv").write_text("prompt\na red circle\n")
+    with pytest.raises(SystemExit, match="none of .*a.csv.*b.csv has no prompt 'Sunflowers'"):
+        main(["sample", "--model", str(tmp_path / "no-model"), "--params", json.dumps({"scheduler": "ddim"}),
+              "--limit", "1", "--keep-prompt", "Sunflowers",
+              *[arg for name in ("a", "b") for arg in ("--prompts", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / name))]])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

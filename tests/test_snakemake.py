@@ -48,6 +48,21 @@ def test_slurm_profile_dry_run_at_paper_scale_asks_for_gpus():
     assert "fetch_base" in out and "train_base" not in out  # a pretrained base is fetched, not trained
 
 
+def test_the_paper_scale_artist_bundle_keeps_every_prompt_fig1_shows(tmp_path):
+    """sd21 samples its three artist sets in one job with --limit: the grid prompts of every set in
+    the bundle are kept (the smoke's fig1 found no Starry Night when only the limit was passed)."""
+    # sd21 samples whole sets (sample.eval_prompts null); a limit as the smoke's makes keeping matter.
+    config = yaml.safe_load((ROOT / "config/sd21.yaml").read_text())
+    config["sample"]["eval_prompts"] = 3
+    (tmp_path / "sd21.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(tmp_path / "sd21.yaml"), "--", "results/sd21/samples/base/artist_monet")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    command = next(line for line in out.splitlines() if "pruneforget sample " in line)
+    for prompt in ("The Starry Night by Vincent van Gogh", "Water Lilies by Claude Monet", "Guernica by Pablo Picasso"):
+        assert f"--keep-prompt '{prompt}'" in command, command
+
+
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/sd21.yaml"])
 def test_default_target_is_every_table_and_figure(configfile):
     """`snakemake` with no target builds paper_figures at every scale (--forceall: whatever is built here)."""

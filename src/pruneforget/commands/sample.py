@@ -41,24 +41,28 @@ def run(args: argparse.Namespace) -> None:
         sys.exit(f"sample: seeds per prompt must be an integer >= 1, got {k!r} (--seeds-per-prompt or sample.seeds_per_prompt)")
     if len(args.prompts) != len(args.out):
         sys.exit(f"sample: {len(args.prompts)} --prompts but {len(args.out)} --out; give one output directory per prompt set")
-    sets = []
+    sets, keeps = [], []
     for path in args.prompts:  # every set checked before the model is loaded
         try:
             prompts = read_prompt_set(path)
         except ValueError as exc:
             sys.exit(f"sample: {exc}")
-        missing = [p for p in args.keep_prompt if p not in set(prompts["prompt"])]
-        if missing and len(args.prompts) == 1:
-            sys.exit(f"sample: {path} has no prompt {missing[0]!r}, which a figure shows (--keep-prompt); "
+        # A bundle's --keep-prompt flags are the union of its sets' grid prompts: each set keeps its own.
+        keep = [p for p in args.keep_prompt if p in set(prompts["prompt"])]
+        keeps.append(keep)
+        sets.append(spread_subset(prompts, args.limit, keep) if args.limit is not None else prompts)
+    for prompt in args.keep_prompt:
+        if not any(prompt in kept for kept in keeps):
+            where = args.prompts[0] if len(args.prompts) == 1 else "none of " + ", ".join(map(str, args.prompts))
+            sys.exit(f"sample: {where} has no prompt {prompt!r}, which a figure shows (--keep-prompt); "
                      "fix the figure's column in the config or the prompt file")
-        sets.append(spread_subset(prompts, args.limit, args.keep_prompt) if args.limit is not None else prompts)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else None
     pipe = with_scheduler(load_pipeline(args.model, dtype=dtype, device=device), cfg["scheduler"])
-    for path, out, prompts in zip(args.prompts, args.out, sets):
+    for path, out, prompts, keep in zip(args.prompts, args.out, sets, keeps):
         start = time.perf_counter()
-        # The fingerprint of this set alone: the same as a job sampling only it.
-        one = argparse.Namespace(**{**vars(args), "prompts": path, "out": out})
+        # The fingerprint of this set alone: the same as a job sampling only it (its own kept prompts).
+        one = argparse.Namespace(**{**vars(args), "prompts": path, "out": out, "keep_prompt": keep})
         with resumable_dir(out, command_fingerprint(one)) as work:
             sample_prompt_set(
                 pipe, prompts, work, guidance=cfg["guidance"], steps=cfg["steps"], scheduler=cfg["scheduler"],
