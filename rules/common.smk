@@ -15,6 +15,8 @@ SCALE = config["scale"]
 # Every scale this run can build: the configured one, then one per generalisation variant
 # (results/{scale}-{variant}/, pruneforget/variants.py). A job reads the config of its own scale.
 SCALES = scales(config)
+# Each scale's config, merged once (jobs' params read it, thousands of times in a DAG).
+SCALE_CONFIGS = {scale: scale_config(config, scale) for scale in SCALES}
 
 # tiny runs on CPU anywhere; the paper scale runs on CUDA nodes (envs/ holds both).
 CONDA_ENV = "../envs/cpu.yaml" if SCALE == "tiny" else "../envs/cuda.yaml"
@@ -25,7 +27,7 @@ def section(name, scale=SCALE):
     command's `--params` (rules pass config on, code never re-reads the file). Each rule's params
     key is the section name: workflow/scripts/dvc_sync.py reads it to declare the section as the
     DVC stage's params."""
-    return json.dumps(scale_config(config, scale)[name], sort_keys=True)
+    return json.dumps(SCALE_CONFIGS[scale][name], sort_keys=True)
 
 
 def variant_of(scale):
@@ -60,7 +62,7 @@ def unlearn_section(setting, *method_sections, scale=SCALE):
     """The parts of `scale`'s `unlearn` section one job reads (the setting's concepts and its
     methods' parameters), so editing another method's parameters does not rerun it. A continual
     stage (unlearn/stages.py) reads the artist setting with the stage's concepts, under its base name."""
-    unlearn = scale_config(config, scale)["unlearn"]
+    unlearn = SCALE_CONFIGS[scale]["unlearn"]
     keep = {base_setting(setting): stage_section(unlearn, setting)}
     keep.update({k: unlearn[k] for k in method_sections})
     return json.dumps(keep, sort_keys=True)
@@ -79,7 +81,7 @@ def added_concepts(run, scale=SCALE):
     """`--add-concept` flags of a continual `later` run: the stage's concepts (unlearn/stages.py)."""
     if run.setting not in STAGE_PREVIOUS:
         return ""
-    added = stage_section(scale_config(config, scale)["unlearn"], run.setting)["concepts"]
+    added = stage_section(SCALE_CONFIGS[scale]["unlearn"], run.setting)["concepts"]
     return " ".join(f"--add-concept {shlex.quote(c)}" for c in added)
 
 
@@ -146,7 +148,7 @@ def set_limit(promptset):
 def sample_limit(wildcards):
     """The set's --limit, and the prompts a grid figure shows from it (kept in any subset)."""
     keep = " ".join(f"--keep-prompt {shlex.quote(p)}"
-                    for p in grid_prompts(scale_config(config, wildcards.scale), wildcards.promptset))
+                    for p in grid_prompts(SCALE_CONFIGS[wildcards.scale], wildcards.promptset))
     limit = set_limit(wildcards.promptset)
     return f"{limit} {keep}" if limit and keep else limit
 
@@ -190,7 +192,7 @@ from pruneforget.report.specs import (
 # Prompt sets sampled together per model (rule sample_bundle); the others one job each. A variant
 # removes other styles, so its bundle names other sets: one bundle per scale.
 SAMPLE_BUNDLE = sample_bundle(config)
-SAMPLE_BUNDLES = {scale: sample_bundle(scale_config(config, scale)) for scale in SCALES}
+SAMPLE_BUNDLES = {scale: sample_bundle(SCALE_CONFIGS[scale]) for scale in SCALES}
 
 
 def bundle_rule_name(rule_name, scale):

@@ -112,6 +112,6 @@ def check_variants(config: dict, check) -> None:
         try:
             check(overlaid(config, name))
         except VariantError:
-            raise
-        except ValueError as exc:
+            raise  # names its key already
+        except ValueError as exc:  # the config check's error, said of this variant
             raise VariantError(f"generalisation.variants.{name}: {exc}") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from pruneforget.report import tables
@@ -46,7 +47,7 @@ def generalisation_table(scores: list, spec: dict) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def generalisation_figure(frame: pd.DataFrame, spec: dict) -> "tables.plt.Figure":
+def generalisation_figure(frame: pd.DataFrame, spec: dict) -> "plt.Figure":
     """The table: every block's rows under Table 1's column labels, the worlds named under it."""
     rows = [r for block in spec["blocks"] for r in block_rows(block, spec["rows"])]
     columns = spec["blocks"][0]["columns"]
