@@ -130,7 +130,10 @@ def test_the_table_reads_each_world_from_its_own_scale(tmp_path):
         assert cells.loc[f"{block['name']}: distilled", "mean"] == pytest.approx(100 * (1 - 0.1 * i - 0.005))
         assert cells.loc[f"{block['name']}: distilled", "n"] == 2
     # Every other cell is a note (never a number), one world's missing scores named in its block.
-    assert set(frame.loc[frame["column"] == "", "world"]) == {b["name"] for b in spec["blocks"]}
+    notes = frame[frame["column"] == ""]
+    assert set(notes["world"]) == {b["name"] for b in spec["blocks"]}
+    assert all(note.startswith(f"{world}: not built: ") for note, world in zip(notes["note"], notes["world"]))
+    assert frame.loc[frame["column"] == "", "mean"].isna().all()
 
 
 @pytest.fixture(scope="module")

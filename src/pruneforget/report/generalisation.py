@@ -43,6 +43,8 @@ def generalisation_table(scores: list, spec: dict) -> pd.DataFrame:
     for block in spec["blocks"]:
         paths = by_scale.get(block["scale"], [])
         frame = tables.metric_table(tidy_scores(paths), block_rows(block, spec["rows"]), block["columns"], spec["seeds"])
+        # A note names its world: the same model is missing in one world and built in another.
+        frame["note"] = [f"{block['name']}: {n}" if n else n for n in frame["note"]]
         frames.append(frame.assign(world=block["name"]))
     return pd.concat(frames, ignore_index=True)
 
