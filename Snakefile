@@ -10,6 +10,7 @@ rule), and a successful run commits its outputs to DVC; `dvc repro` builds the s
 """
 
 import os
+import re
 import sys
 
 from snakemake.utils import min_version
@@ -19,6 +20,7 @@ from snakemake.utils import min_version
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from pruneforget.config import ConfigError, read_config_file, restore_yaml11_strings, validate_config
+from pruneforget.variants import scales
 
 min_version("8.20")
 
@@ -57,9 +59,10 @@ if "DVC_STAGE" in os.environ:
 
 
 # One scale per run: a path of another scale (results/sd21/... under the tiny config) must not be
-# built from this config's values, so the {scale} wildcard only matches the configured scale.
+# built from this config's values, so the {scale} wildcard only matches the configured scale and
+# its generalisation variants (`{scale}-{variant}`, whose jobs read the overlaid config: rules/common.smk).
 wildcard_constraints:
-    scale=config["scale"],
+    scale="|".join(re.escape(s) for s in scales(config)),
     model=r"[^/]+",
     promptset=r"[^/]+",
 

@@ -12,7 +12,7 @@ rule train_vae:
     output:
         directory("results/{scale}/vae"),
     params:
-        base=lambda wc: section("base"),
+        base=lambda wc: section("base", wc.scale),
     threads: threads_of("vae")
     resources:
         **resources_of("vae"),
@@ -37,7 +37,7 @@ if config["base"]["pretrained"] is None:
         output:
             directory("results/{scale}/base"),
         params:
-            base=lambda wc: section("base"),
+            base=lambda wc: section("base", wc.scale),
         threads: threads_of("base")
         resources:
             **resources_of("base"),
@@ -58,7 +58,7 @@ else:
         output:
             directory("results/{scale}/base"),
         params:
-            base=lambda wc: section("base"),
+            base=lambda wc: section("base", wc.scale),
         resources:
             **resources_of("base"),
         log:
@@ -69,3 +69,29 @@ else:
             CONDA_ENV
         shell:
             "python -m pruneforget fetch-base --params {params.base:q} --out {output} > {log} 2>&1"
+
+
+if SHARING_SCALES:
+
+    rule share_base_world:
+        """A generalisation variant that keeps the world's training images (it removes other
+        styles: pruneforget/variants.py) reuses the configured scale's teacher, VAE and evaluator,
+        which are trained on every style: a copy, not a retraining."""
+        input:
+            f"results/{SCALE}/{{artifact}}",
+        output:
+            directory("results/{scale}/{artifact}"),
+        wildcard_constraints:
+            scale="|".join(re.escape(s) for s in SHARING_SCALES),
+            artifact="|".join(SHARED_ARTIFACTS),
+        localrule: True
+        log:
+            "logs/{scale}/share_base_world/{artifact}.log",
+        conda:
+            CONDA_ENV
+        shell:
+            "cp -r {input} {output} > {log} 2>&1"
+
+    ruleorder: share_base_world > train_vae
+    ruleorder: share_base_world > train_evaluator
+    ruleorder: share_base_world > train_base

@@ -27,9 +27,9 @@ rule bilevel:
         run=BILEVEL_RUN,
     params:
         bilevel=lambda wc: bilevel_section(),
-        finetune=lambda wc: section("finetune"),
-        unlearn=lambda wc: bilevel_unlearn_section(parse_bilevel_run(wc.run)),
-        run=lambda wc: f"{parse_bilevel_run(wc.run).flags()} {added_concepts(parse_bilevel_run(wc.run))}".strip(),
+        finetune=lambda wc: section("finetune", wc.scale),
+        unlearn=lambda wc: bilevel_unlearn_section(parse_bilevel_run(wc.run), wc.scale),
+        run=lambda wc: f"{parse_bilevel_run(wc.run).flags()} {added_concepts(parse_bilevel_run(wc.run), wc.scale)}".strip(),
         evaluator_flag=evaluator_flag,
         eval=eval_flag,
         launch=launcher("bilevel"),

@@ -4,22 +4,40 @@ Only path and parameter plumbing lives here; what a step does lives in the CLI c
 """
 
 import json
+import os
 import shlex
 
 from pruneforget.prune import NEEDS_DATA as PRUNERS_NEEDING_DATA
 from pruneforget.unlearn.stages import PREVIOUS as STAGE_PREVIOUS, base_setting, stage_section
+from pruneforget.variants import SHARED_ARTIFACTS, scale_config, scales, shares_images, variant_scale, variants
 
 SCALE = config["scale"]
+# Every scale this run can build: the configured one, then one per generalisation variant
+# (results/{scale}-{variant}/, pruneforget/variants.py). A job reads the config of its own scale.
+SCALES = scales(config)
+# Each scale's config, merged once (jobs' params read it, thousands of times in a DAG).
+SCALE_CONFIGS = {scale: scale_config(config, scale) for scale in SCALES}
 
 # tiny runs on CPU anywhere; the paper scale runs on CUDA nodes (envs/ holds both).
 CONDA_ENV = "../envs/cpu.yaml" if SCALE == "tiny" else "../envs/cuda.yaml"
 
 
-def section(name):
-    """Config section `name` as JSON for a command's `--params` (rules pass config on, code never
-    re-reads the file). Each rule's params key is the section name: workflow/scripts/dvc_sync.py
-    reads it to declare the section as the DVC stage's params."""
-    return json.dumps(config[name], sort_keys=True)
+def section(name, scale=SCALE):
+    """Config section `name` of `scale` (a variant's scale reads its overlaid config) as JSON for a
+    command's `--params` (rules pass config on, code never re-reads the file). Each rule's params
+    key is the section name: workflow/scripts/dvc_sync.py reads it to declare the section as the
+    DVC stage's params."""
+    return json.dumps(SCALE_CONFIGS[scale][name], sort_keys=True)
+
+
+def variant_of(scale):
+    """The generalisation variant a scale builds (None at the configured scale)."""
+    return next((name for name in variants(config) if variant_scale(config, name) == scale), None)
+
+
+# Variants that keep the world's training images reuse its teacher, VAE and evaluator (copied by
+# share_base_world): those see every style, and only D_f depends on the removed styles.
+SHARING_SCALES = [variant_scale(config, n) for n in variants(config) if shares_images(config, n)]
 
 
 def bilevel_section():
@@ -40,29 +58,30 @@ def sweep_runs():
             if (lam, k) != (grid["default"]["lam"], grid["default"]["K"])]
 
 
-def unlearn_section(setting, *method_sections):
-    """The parts of the `unlearn` section one job reads (the setting's concepts and its methods'
-    parameters), so editing another method's parameters does not rerun it. A continual stage
-    (unlearn/stages.py) reads the artist setting with the stage's concepts, under its base name."""
-    keep = {base_setting(setting): stage_section(config["unlearn"], setting)}
-    keep.update({k: config["unlearn"][k] for k in method_sections})
+def unlearn_section(setting, *method_sections, scale=SCALE):
+    """The parts of `scale`'s `unlearn` section one job reads (the setting's concepts and its
+    methods' parameters), so editing another method's parameters does not rerun it. A continual
+    stage (unlearn/stages.py) reads the artist setting with the stage's concepts, under its base name."""
+    unlearn = SCALE_CONFIGS[scale]["unlearn"]
+    keep = {base_setting(setting): stage_section(unlearn, setting)}
+    keep.update({k: unlearn[k] for k in method_sections})
     return json.dumps(keep, sort_keys=True)
 
 
-def bilevel_unlearn_section(run):
+def bilevel_unlearn_section(run, scale=SCALE):
     """The `unlearn` parts a bilevel run reads: the setting's concepts, unlearn.esd (the upper
     level's target mode, sampling, anchor) and unlearn.uce when its upper method is UCE's edit."""
     bilevel = config["bilevel"]
     method = run.upper or (bilevel.get("code", {}).get("upper", {}).get("method") if run.variant == "code" else None)
     method = method or bilevel["upper"]["method"]
-    return unlearn_section(run.setting, "esd", *(["uce"] if method == "uce" else []))
+    return unlearn_section(run.setting, "esd", *(["uce"] if method == "uce" else []), scale=scale)
 
 
-def added_concepts(run):
+def added_concepts(run, scale=SCALE):
     """`--add-concept` flags of a continual `later` run: the stage's concepts (unlearn/stages.py)."""
     if run.setting not in STAGE_PREVIOUS:
         return ""
-    added = stage_section(config["unlearn"], run.setting)["concepts"]
+    added = stage_section(SCALE_CONFIGS[scale]["unlearn"], run.setting)["concepts"]
     return " ".join(f"--add-concept {shlex.quote(c)}" for c in added)
 
 
@@ -128,23 +147,25 @@ def set_limit(promptset):
 
 def sample_limit(wildcards):
     """The set's --limit, and the prompts a grid figure shows from it (kept in any subset)."""
-    return limit_flags([wildcards.promptset])
+    return limit_flags(wildcards.scale, [wildcards.promptset])
 
 
-def limit_flags(promptsets):
+def limit_flags(scale, promptsets):
     """--limit of the sets (one limit serves a bundle: see bundle_sets_flags) and --keep-prompt for
-    every prompt a grid figure shows from any of them (the command keeps each in its own set)."""
-    prompts = dict.fromkeys(p for name in promptsets for p in grid_prompts(config, name))
+    every prompt a grid figure of the scale shows from any of them (the command keeps each in its
+    own set)."""
+    prompts = dict.fromkeys(p for name in promptsets for p in grid_prompts(SCALE_CONFIGS[scale], name))
     keep = " ".join(f"--keep-prompt {shlex.quote(p)}" for p in prompts)
     limit = set_limit(promptsets[0])
     return f"{limit} {keep}" if limit and keep else limit
 
 
 def bundle_sets_flags(wildcards, output):
-    """`--prompts CSV --out DIR` for every set of the bundle, in the order of its outputs (the
-    config check keeps `val` and downloaded sets out of a bundle, so one --limit serves all)."""
-    return " ".join(f"--prompts {prompts_path(wildcards.scale, name)} --out {out}"
-                    for name, out in zip(SAMPLE_BUNDLE, output))
+    """`--prompts CSV --out DIR` for every set of the bundle, in the order of its outputs (each
+    output is results/{scale}/samples/{model}/{set}; the config check keeps `val` and downloaded
+    sets out of a bundle, so one --limit serves all)."""
+    return " ".join(f"--prompts {prompts_path(wildcards.scale, os.path.basename(out))} --out {out}"
+                    for out in output)
 
 
 def paper_figure_targets():
@@ -175,8 +196,16 @@ from pruneforget.report.specs import (
     sweep_stem,
 )
 
-# Prompt sets sampled together per model (rule sample_bundle); the others one job each.
+# Prompt sets sampled together per model (rule sample_bundle); the others one job each. A variant
+# removes other styles, so its bundle names other sets: one bundle per scale.
 SAMPLE_BUNDLE = sample_bundle(config)
+SAMPLE_BUNDLES = {scale: sample_bundle(SCALE_CONFIGS[scale]) for scale in SCALES}
+
+
+def bundle_rule_name(rule_name, scale):
+    """The name of `scale`'s bundle rules: `rule_name` itself at the configured scale (its jobs and
+    DVC stages stay as they were), `{rule_name}_{variant}` at a variant's."""
+    return rule_name if scale == SCALE else f"{rule_name}_{variant_of(scale)}"
 
 # Training runs a curve figure plots evaluate every eval_every steps; the others train without
 # evaluating (`--no-eval`): no figure would read it.

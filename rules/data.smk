@@ -7,7 +7,7 @@ rule prepare_data:
     output:
         directory("results/{scale}/data"),
     params:
-        world=lambda wc: section("world"),
+        world=lambda wc: section("world", wc.scale),
     resources:
         **resources_of("data"),
     log:
@@ -27,7 +27,7 @@ rule train_evaluator:
     output:
         directory("results/{scale}/evaluator"),
     params:
-        evaluator=lambda wc: section("evaluator"),
+        evaluator=lambda wc: section("evaluator", wc.scale),
     threads: threads_of("evaluator")
     resources:
         **resources_of("evaluator"),

@@ -20,7 +20,7 @@ rule finetune:
         init="pruned|random",
         seed=r"\d+",
     params:
-        finetune=lambda wc: section("finetune"),
+        finetune=lambda wc: section("finetune", wc.scale),
         evaluator_flag=evaluator_flag,
         eval=eval_flag,
         launch=launcher("finetune"),

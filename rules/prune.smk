@@ -24,7 +24,7 @@ rule prune_static:
         budget=r"\d+",
         method="|".join(STATIC_PRUNERS),
     params:
-        prune=lambda wc: section("prune"),
+        prune=lambda wc: section("prune", wc.scale),
         budget=lambda wc: int(wc.budget) / 100,
         data_flag=lambda wc, input: f"--data {input.data}" if input.data else "",
     threads: threads_of("prune")
@@ -51,7 +51,7 @@ rule prune_aptp:
     wildcard_constraints:
         budget=r"\d+",
     params:
-        prune=lambda wc: section("prune"),
+        prune=lambda wc: section("prune", wc.scale),
         budget=lambda wc: int(wc.budget) / 100,
         launch=launcher("aptp"),
     threads: threads_of("aptp")
@@ -78,7 +78,7 @@ rule extract_expert:
     wildcard_constraints:
         budget=r"\d+",
     params:
-        prune=lambda wc: section("prune"),
+        prune=lambda wc: section("prune", wc.scale),
         target=lambda wc: int(wc.budget) / 100,
         tolerance=lambda wc: config["prune"]["budget_tolerance"],
     # Loading, slicing and saving a pipeline: the job size of prune_static.

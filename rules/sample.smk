@@ -20,7 +20,7 @@ rule sample:
     output:
         directory("results/{scale}/samples/{model}/{promptset}"),
     params:
-        sample=lambda wc: section("sample"),
+        sample=lambda wc: section("sample", wc.scale),
         prompts=prompts_csv,
         limit=sample_limit,
     threads: threads_of("sample")
@@ -37,21 +37,27 @@ rule sample:
         "--params {params.sample:q} --out {output} {params.limit} > {log} 2>&1"
 
 
-if SAMPLE_BUNDLE:
+# One bundle rule per scale: a generalisation variant removes other styles, so its bundle names
+# other prompt sets (SAMPLE_BUNDLES); the configured scale's rule keeps its name, sample_bundle.
+for bundle_scale, bundle in SAMPLE_BUNDLES.items():
+    if not bundle:
+        continue
 
-    ruleorder: sample_bundle > sample
-
-    rule sample_bundle:
+    rule:
         """Every prompt set of `sample.bundle` for one model, in one job (see the module docstring)."""
+        name:
+            bundle_rule_name("sample_bundle", bundle_scale)
         input:
             model="results/{scale}/{model}",
             data="results/{scale}/data",
         output:
-            [directory(f"results/{{scale}}/samples/{{model}}/{name}") for name in SAMPLE_BUNDLE],
+            [directory(f"results/{{scale}}/samples/{{model}}/{name}") for name in bundle],
+        wildcard_constraints:
+            scale=re.escape(bundle_scale),
         params:
-            sample=lambda wc: section("sample"),
+            sample=lambda wc: section("sample", wc.scale),
             sets=bundle_sets_flags,
-            limit=limit_flags(SAMPLE_BUNDLE),
+            limit=limit_flags(bundle_scale, bundle),
         threads: threads_of("sample")
         resources:
             **resources_of("sample"),
@@ -64,3 +70,5 @@ if SAMPLE_BUNDLE:
         shell:
             "python -m pruneforget sample --model {input.model} {params.sets} "
             "--params {params.sample:q} {params.limit} > {log} 2>&1"
+
+    workflow.ruleorder(bundle_rule_name("sample_bundle", bundle_scale), "sample")

@@ -21,7 +21,7 @@ if SCORE_RULE_METRICS:
         wildcard_constraints:
             metric="|".join(SCORE_RULE_METRICS),
         params:
-            score=lambda wc: section("score"),
+            score=lambda wc: section("score", wc.scale),
             flags=score_flags,
         threads: threads_of("score")
         resources:
@@ -37,21 +37,26 @@ if SCORE_RULE_METRICS:
             "--params {params.score:q} --out {output} > {log} 2>&1"
 
 
-if SAMPLE_BUNDLE and "judge" in SCORE_RULE_METRICS:
+# One rule per scale, as rule sample_bundle (rules/sample.smk).
+for bundle_scale, bundle in SAMPLE_BUNDLES.items():
+    if not (bundle and "judge" in SCORE_RULE_METRICS):
+        continue
 
-    ruleorder: score_bundle > score
-
-    rule score_bundle:
+    rule:
         """Judge every set of `sample.bundle` of one model in one job (rule sample_bundle made
         them together; a job's start-up is most of judging one set): `score --metric judge` with
         one --samples / --out pair per set."""
+        name:
+            bundle_rule_name("score_bundle", bundle_scale)
         input:
-            samples=[f"results/{{scale}}/samples/{{model}}/{name}" for name in SAMPLE_BUNDLE],
+            samples=[f"results/{{scale}}/samples/{{model}}/{name}" for name in bundle],
             evaluator="results/{scale}/evaluator",
         output:
-            [f"results/{{scale}}/scores/{{model}}/{name}/judge.json" for name in SAMPLE_BUNDLE],
+            [f"results/{{scale}}/scores/{{model}}/{name}/judge.json" for name in bundle],
+        wildcard_constraints:
+            scale=re.escape(bundle_scale),
         params:
-            score=lambda wc: section("score"),
+            score=lambda wc: section("score", wc.scale),
             pairs=lambda wc, input, output: " ".join(f"--samples {s} --out {o}" for s, o in zip(input.samples, output)),
         threads: threads_of("score")
         resources:
@@ -66,6 +71,8 @@ if SAMPLE_BUNDLE and "judge" in SCORE_RULE_METRICS:
             "python -m pruneforget score --metric judge {params.pairs} --evaluator {input.evaluator} "
             "--params {params.score:q} > {log} 2>&1"
 
+    workflow.ruleorder(bundle_rule_name("score_bundle", bundle_scale), "score")
+
 
 if "fid" in SCORE.get("metrics", []):
 
@@ -77,7 +84,7 @@ if "fid" in SCORE.get("metrics", []):
         output:
             directory("results/{scale}/fid_reference"),
         params:
-            score=lambda wc: section("score"),
+            score=lambda wc: section("score", wc.scale),
         threads: threads_of("score")
         resources:
             **resources_of("score"),
@@ -102,7 +109,7 @@ if downloaded_prompt_sets():
         wildcard_constraints:
             name="|".join(downloaded_prompt_sets()),
         params:
-            prompt_sets=lambda wc: section("prompt_sets"),
+            prompt_sets=lambda wc: section("prompt_sets", wc.scale),
         resources:
             **resources_of("data"),
         log:

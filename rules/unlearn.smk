@@ -25,7 +25,7 @@ rule unlearn:
         run=UNLEARN_RUN,
     params:
         unlearn=lambda wc: unlearn_section(parse_unlearn_run(wc.run).setting,
-                                           UNLEARN_SECTIONS[parse_unlearn_run(wc.run).method]),
+                                           UNLEARN_SECTIONS[parse_unlearn_run(wc.run).method], scale=wc.scale),
         run=lambda wc: parse_unlearn_run(wc.run).flags(),
     threads: threads_of("unlearn")
     resources:

@@ -12,9 +12,9 @@ from PIL import Image
 from pruneforget.io import write_json
 
 
-def write_score(root: Path, model: str, promptset: str, metric: str, value, **extra) -> Path:
-    """results/tiny/scores/{model}/{promptset}/{metric}.json under `root`."""
-    path = root / "results/tiny/scores" / model / promptset / f"{metric}.json"
+def write_score(root: Path, model: str, promptset: str, metric: str, value, scale: str = "tiny", **extra) -> Path:
+    """results/{scale}/scores/{model}/{promptset}/{metric}.json under `root`."""
+    path = root / "results" / scale / "scores" / model / promptset / f"{metric}.json"
     write_json(path, {"metric": extra.pop("metric_name", metric), "version": 1, "inputs": {}, "value": value, **extra})
     return path
 

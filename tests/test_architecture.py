@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "pruneforget"
 
 # Lowest first. A layer is a list of packages (or top-level modules) under pruneforget.
 LAYERS = [
-    ["io", "images"],           # files written atomically, image conversions
+    ["io", "images", "variants"],  # files written atomically, image conversions, world variants (config overlays)
     ["world"],                  # the data: the tiny world, the COCO tables, prompt sets
     ["models"],                 # pipelines, their formats (a pruned expert), encodings, targets
     ["sample"],                 # generating images from a pipeline

@@ -45,18 +45,20 @@ def test_altered_dvc_yaml_is_detected_with_a_diff(tmp_path):
 
 
 def test_dvc_reads_one_stage_per_rule_running_exactly_its_jobs(jobs):
-    """DVC's own parse of dvc.yaml against the DAG, rule by rule: the command builds the rule's
-    outputs and nothing else, deps are what other rules make for it, outs persist (the guard)."""
+    """DVC's own parse of dvc.yaml against the DAG, rule by rule (and per generalisation variant's
+    scale): the command builds the rule's outputs and nothing else, deps are what other rules make
+    for it, outs persist (the guard)."""
     from dvc.repo import Repo
 
     stages = {stage.addressing: stage for stage in Repo(str(ROOT)).index.stages}
-    rules = {j.rule for j in jobs}
-    assert set(stages) == rules
-    made = {o: j.rule for j in jobs for o in j.outputs}
-    for rule in rules:
-        rule_jobs = [j for j in jobs if j.rule == rule]
+    names = {j.stage for j in jobs}
+    assert set(stages) == names
+    made = {o: j.stage for j in jobs for o in j.outputs}
+    for name in names:
+        rule_jobs = [j for j in jobs if j.stage == name]
+        rule = rule_jobs[0].rule
         outputs = [o for j in rule_jobs for o in j.outputs]
-        stage = stages[rule]
+        stage = stages[name]
         force = f" --forcerun {rule}" if rule.startswith("report_") else ""  # figures redraw whenever DVC runs them
         assert stage.cmd == f"snakemake --cores all --allowed-rules {rule}{force} -- {' '.join(outputs)}"
         assert [str(o.def_path) for o in stage.outs] == outputs  # outs, then metrics: see below
@@ -64,11 +66,13 @@ def test_dvc_reads_one_stage_per_rule_running_exactly_its_jobs(jobs):
         deps = {str(d.def_path) for d in stage.deps if not hasattr(d, "params")}
         # An input another job of the same rule makes (a continual `later` run starts from its
         # `first` run) is ordered by Snakemake inside the stage's one command, not a DVC dependency.
-        wanted = {i for j in rule_jobs for i in j.inputs if not i.startswith("src/pruneforget/") and made.get(i) != rule}
+        wanted = {i for j in rule_jobs for i in j.inputs if not i.startswith("src/pruneforget/") and made.get(i) != name}
         assert deps == wanted | {rule_jobs[0].rule_file, "src/pruneforget"}
-        assert all(made.get(d, "") != rule for d in deps)  # no stage depends on itself
+        assert all(made.get(d, "") != name for d in deps)  # no stage depends on itself
         params = [p for d in stage.deps if hasattr(d, "params") for p in d.params]
-        assert params == list(rule_jobs[0].sections)
+        # A variant's stage also reads its overlay (the generalisation section).
+        variant = [] if name == rule or not rule_jobs[0].sections else ["generalisation"]
+        assert params == list(rule_jobs[0].sections) + variant
 
 
 def test_every_table_and_figure_is_a_stage_and_the_default_target(jobs):

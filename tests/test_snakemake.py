@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pruneforget.variants import scales
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,7 +76,8 @@ def test_default_target_is_every_table_and_figure(configfile):
     assert len(figures) >= 13
     for name in figures:
         assert re.search(rf"^report_{name}\s+1$", out, re.M), f"report_{name} not in the default DAG of {configfile}"
-    assert re.search(r"^prepare_data\s+1$", out, re.M), out
+    # One world per scale: the configured one and each generalisation variant's.
+    assert re.search(rf"^prepare_data\s+{len(scales(config))}$", out, re.M), out
 
 
 def test_bad_config_fails_before_any_job(tmp_path):

@@ -128,6 +128,10 @@ def test_snakemake_builds_every_table_and_figure_in_another_world(builds):
     table1 = pd.read_csv(snake / "figures/table1.csv")  # long format: one row per (model, column)
     assert list(dict.fromkeys(table1["row"])) == [r["label"] for r in config["figures"]["table1"]["rows"]]
     assert table1["mean"].notna().all()
+    # The generalisation path: every world's block (the base world and each variant's scale) has its numbers.
+    general = pd.read_csv(snake / "figures/table_generalisation.csv")
+    assert set(general["world"]) == {"base", *config["figures"]["table_generalisation"]["variants"]}
+    assert general["mean"].notna().all()
 
 
 @pytest.mark.slow

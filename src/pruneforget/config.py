@@ -162,6 +162,18 @@ def check_config(config: dict) -> None:
     _check_figures(config)
     _check_frontier(config)
     _check_sample_bundle(config)
+    _check_variants(config)
+
+
+def _check_variants(config: dict) -> None:
+    """Each generalisation variant (pruneforget.variants): only world-defining keys, and its
+    overlaid config passes every check above (its removed styles exist, its concepts are styles)."""
+    from pruneforget.variants import VariantError, check_variants
+
+    try:
+        check_variants(config, check_config)
+    except VariantError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _check_sample_bundle(config: dict) -> None:

@@ -79,6 +79,14 @@ class Job:
     outputs: tuple[str, ...]
     sections: tuple[str, ...]  # config sections (or dotted keys) the rule's command reads
     up_to_date: bool  # Snakemake would not rerun it (outputs exist, nothing changed)
+    stage: str = ""  # its DVC stage (stage_name); empty: the rule's name
+
+
+def stage_name(rule: str, scale: str | None, config_scale: str) -> str:
+    """A job's DVC stage: its rule, or `{rule}-{scale}` for a job of a generalisation variant's
+    scale (pruneforget/variants.py), so adding a variant adds stages and leaves the configured
+    scale's stages (their commands, hence dvc.lock) as they were."""
+    return rule if scale in (None, config_scale) else f"{rule}-{scale}"
 
 
 def dag_jobs(configfile: str = DEFAULT_CONFIG, root: Path = ROOT) -> list[Job]:
@@ -117,6 +125,7 @@ def dag_jobs(configfile: str = DEFAULT_CONFIG, root: Path = ROOT) -> list[Job]:
                         sections=tuple(j.params["dvc_params"]) if "dvc_params" in j.params.keys()
                         else tuple(k for k in j.params.keys() if k in config),
                         up_to_date=not dag.needrun(j),
+                        stage=stage_name(j.rule.name, j.wildcards_dict.get("scale"), config["scale"]),
                     )
                 )
     finally:
@@ -169,11 +178,12 @@ def stage_cmd(rule: str, outputs: list[str], configfile: str) -> str:
 
 
 def _by_rule(jobs: list[Job]) -> dict[str, list[Job]]:
-    """Each rule's jobs, rules in dependency order (ties: the order of their first job)."""
+    """Each stage's jobs (a rule's, per scale: stage_name), stages in dependency order (ties: the
+    order of their first job)."""
     rules: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
-        rules[job.rule].append(job)
-    producer = {out: j.rule for j in jobs for out in j.outputs}
+        rules[job.stage or job.rule].append(job)
+    producer = {out: j.stage or j.rule for j in jobs for out in j.outputs}
     needs = {rule: {producer[i] for j in rule_jobs for i in j.inputs if i in producer} - {rule} for rule, rule_jobs in rules.items()}
     order: list[str] = []
     while len(order) < len(rules):
@@ -190,11 +200,13 @@ def stages_of(jobs: list[Job], configfile: str = DEFAULT_CONFIG) -> dict[str, di
         outs = [o for j in rule_jobs for o in j.outputs]
         made = set(outs)
         inputs = [i for j in rule_jobs for i in _deps(j) if i not in made]
-        stage: dict = {"cmd": stage_cmd(rule, outs, configfile),
+        stage: dict = {"cmd": stage_cmd(rule_jobs[0].rule, outs, configfile),
                        "deps": list(dict.fromkeys([*sorted(set(inputs)), rule_jobs[0].rule_file, SOURCE_DIR]))}
-        sections = rule_jobs[0].sections
+        sections = list(rule_jobs[0].sections)
+        if sections and rule_jobs[0].stage not in ("", rule_jobs[0].rule):
+            sections.append("generalisation")  # a variant's job reads the config with its overlay
         if sections:
-            stage["params"] = [{configfile: list(sections)}]
+            stage["params"] = [{configfile: sections}]
         for kind, paths in (("outs", [o for o in outs if not is_metric(o)]), ("metrics", [o for o in outs if is_metric(o)])):
             if paths:
                 # persist: DVC leaves outputs in place; the rule's Snakemake call replaces those

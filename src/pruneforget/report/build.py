@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from pruneforget.io import read_json
-from pruneforget.report import bars, cost, curves, frontier, grids, labels, tables
+from pruneforget.report import bars, cost, curves, frontier, generalisation, grids, labels, tables
 from pruneforget.report.scores import score_key, tidy_scores
 
 Paths = list[str | os.PathLike]
@@ -79,9 +79,14 @@ def _frontier_table(spec: dict, scores: Paths, **_) -> tuple:
     return frontier.front_table_figure(table, points, spec), table
 
 
+def _generalisation_table(spec: dict, scores: Paths, **_) -> tuple:
+    frame = generalisation.generalisation_table(scores, spec)
+    return generalisation.generalisation_figure(frame, spec), frame
+
+
 BUILDERS = {"metric_table": _metric_table, "metric_bars": _metric_bars, "resilience_table": _resilience_table, "grid": _grid,
             "label_decrease": _label_decrease, "curves": _curves, "sweep": _sweep, "cost": _cost,
-            "frontier": _frontier, "frontier_table": _frontier_table}
+            "frontier": _frontier, "frontier_table": _frontier_table, "generalisation_table": _generalisation_table}
 
 
 def build_figure(spec: dict, scores: Paths = (), runs: Paths = (), samples: Paths = ()) -> tuple["plt.Figure", pd.DataFrame]:

@@ -35,6 +35,7 @@ FIGURES = {
     "fig_continual": ("metric_bars", "Open questions"),
     "fig_frontier": ("frontier", "Frontiers"),
     "table1_front": ("frontier_table", "Frontiers"),
+    "table_generalisation": ("generalisation_table", "Generalisation"),
 }
 FRONTIER_KINDS = ("frontier", "frontier_table")  # figures that draw the config's `frontier` section
 KINDS = {name: kind for name, (kind, _) in FIGURES.items()}
@@ -127,7 +128,25 @@ def resolve_figure(config: dict, name: str) -> dict:
         spec.update(sweep_grid(config))
     if KINDS[name] in FRONTIER_KINDS:
         spec.update(frontier_curves(config))
+    if KINDS[name] == "generalisation_table":
+        spec["blocks"] = generalisation_blocks(config, spec["columns_of"], spec["variants"])
     return {**spec, "figure": name, "kind": KINDS[name]}
+
+
+def generalisation_blocks(config: dict, columns_of: str, names: list[str]) -> list[dict]:
+    """One block per world, the base world first, then each variant in `names`: its scale (the
+    results/ directory), its removed styles and world seed, and figures.`columns_of`'s
+    columns with `{removed}` expanded by that world's removed styles (pruneforget.variants)."""
+    from pruneforget.variants import overlaid
+
+    worlds = [("base", config)] + [(n, overlaid(config, n)) for n in names]
+    blocks = []
+    for name, world_config in worlds:
+        columns = expand(copy.deepcopy(config["figures"][columns_of]["columns"]), *_placeholders(world_config))
+        world = world_config.get("world", {})
+        blocks.append({"name": name, "scale": world_config["scale"], "columns": columns,
+                       "remove_styles": list(world.get("remove_styles", [])), "world_seed": world.get("seed")})
+    return blocks
 
 
 def frontier_curves(config: dict) -> dict:
@@ -166,8 +185,11 @@ def figure_config_keys(config: dict, name: str) -> list[str]:
     if KINDS[name] in FRONTIER_KINDS:
         keys += [f"frontier.{k}" for k in config.get("frontier", {})]
         keys += centre_keys(config)
+    if KINDS[name] == "generalisation_table" and name in figures:
+        keys += [f"figures.{figures[name]['columns_of']}", "world.seed", "generalisation.variants"]
     present = {"figures": figures, "world": config.get("world", {}), "bilevel": config.get("bilevel", {}),
-               "frontier": config.get("frontier", {}), "unlearn": config.get("unlearn", {})}
+               "frontier": config.get("frontier", {}), "unlearn": config.get("unlearn", {}),
+               "generalisation": config.get("generalisation", {})}
     return [k for k in keys if k.split(".", 1)[1] in present[k.split(".", 1)[0]]]
 
 
@@ -224,6 +246,11 @@ def figure_inputs(spec: dict, scale: str) -> dict[str, list[str]]:
         for stem in stems:
             for col in [spec["erasure"], *spec["retention"]]:
                 scores += _scores(scale, _all_models(stem, seeds), col["promptsets"], col["metric"])
+    elif kind == "generalisation_table":
+        for block in spec["blocks"]:
+            for stem in [r["model"] for r in spec["rows"]]:
+                for col in block["columns"]:
+                    scores += _scores(block["scale"], _all_models(stem, seeds), col["promptsets"], col["metric"])
     elif kind == "label_decrease":
         for stem in [spec["reference"]] + [r["model"] for r in spec["rows"]]:
             scores += _scores(scale, _all_models(stem, seeds), spec["promptsets"], spec["metric"])
