@@ -170,3 +170,33 @@ def test_a_curve_centre_is_the_main_run_trained_once():
     code = next(c for c in spec["curves"] if c["run"].startswith("bilevelcode-"))
     assert [p["model"] for p in code["points"] if "-K" not in p["model"]] == ["bilevelcode-artists"]
     assert next(p["value"] for p in code["points"] if p["model"] == "bilevelcode-artists") == code_k
+
+
+def test_each_point_carries_its_training_time_and_the_figure_its_total(tmp_path):
+    """Every curve point's wall time (cost.json's loops added up; unlearn.json's seconds for an
+    edit without a loop), mean over seeds, in the CSV; the notes state the figure's total compute."""
+    from report_fixtures import write_run
+
+    from pruneforget.io import write_json
+
+    spec = resolve_figure(_config(CURVES), "fig_frontier")
+    runs = figure_inputs(spec, "tiny")["runs"]
+    assert "results/tiny/bilevel-artists-esdx-K10-s1" in runs and "results/tiny/uce-artists-erase2-s0" in runs
+    dirs = []
+    for seed, (lower, upper) in enumerate([(100.0, 20.0), (110.0, 30.0)]):
+        for k in (1, 10):
+            dirs.append(write_run(tmp_path, f"bilevel-artists-esdx-K{k}-s{seed}", cost={"objectives": {
+                "lower": {"steps": 10, "seconds_total": lower, "seconds_per_step": lower / 10, "peak_memory_bytes": 1},
+                "upper": {"steps": 2, "seconds_total": upper, "seconds_per_step": upper / 2, "peak_memory_bytes": 1}}}))
+        for erase in ("0.5", "2"):
+            run = tmp_path / f"results/tiny/uce-artists-erase{erase}-s{seed}"
+            run.mkdir(parents=True)
+            write_json(run / "unlearn.json", {"seconds": 2.0 + seed})
+            dirs.append(run)
+    _, points = build_figure(spec, scores=write_frontier_scores(tmp_path, spec), runs=dirs)
+    ira = points[points["panel"] == "IRA"].set_index("model")
+    assert ira.loc["bilevel-artists-esdx-K1", "train_seconds_mean"] == pytest.approx(130.0)  # (120 + 140) / 2
+    assert ira.loc["uce-artists-erase2", "train_seconds_mean"] == pytest.approx(2.5)
+    assert math.isnan(ira.loc["base", "train_seconds_mean"])  # a reference mark is not the figure's compute
+    total = 2 * (120 + 140) + 2 * (2 + 3)
+    assert any(f"8 runs, {total / 3600:.2f} h ({total} s" in n for n in points["note"]), list(points["note"])

@@ -1,4 +1,4 @@
-"""World variants (issue 19, generalisation): the same experiment on other removed styles or another
+"""World variants for generalisation: the same experiment on other removed styles or another
 world seed, each built as an extra scale `{scale}-{variant}` (results/tiny-near/...).
 
 A variant is an overlay of the config's `generalisation.variants.{name}`, deep-merged onto the

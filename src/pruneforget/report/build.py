@@ -68,13 +68,13 @@ def _cost(spec: dict, runs: Paths, **_) -> tuple:
     return tables.draw_table(row_labels, col_labels, text, spec["title"], tables.note_lines(frame, spec.get("footnotes", []))), frame
 
 
-def _frontier(spec: dict, scores: Paths, **_) -> tuple:
-    points = frontier.frontier_points(tidy_scores(scores), spec)
+def _frontier(spec: dict, scores: Paths, runs: Paths, **_) -> tuple:
+    points = frontier.frontier_points(tidy_scores(scores), spec, runs)
     return frontier.frontier_figure(points, spec), points
 
 
-def _frontier_table(spec: dict, scores: Paths, **_) -> tuple:
-    points = frontier.frontier_points(tidy_scores(scores), spec)
+def _frontier_table(spec: dict, scores: Paths, runs: Paths, **_) -> tuple:
+    points = frontier.frontier_points(tidy_scores(scores), spec, runs)
     table = frontier.front_table(points, spec)
     return frontier.front_table_figure(table, points, spec), table
 

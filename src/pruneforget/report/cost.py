@@ -33,6 +33,18 @@ def read_costs(run_dirs: list[str | os.PathLike]) -> dict[str, dict]:
     return {Path(d).name: objective_costs(read_json(Path(d) / "cost.json")) for d in run_dirs}
 
 
+def run_seconds(run_dir: str | os.PathLike) -> float | None:
+    """A run's training time in seconds: its cost.json's objectives (every training loop: ESD,
+    fine-tuning, bilevel) added up, else the `seconds` of unlearn.json (UCE's edit, ConceptPrune's
+    mask: no loop); None for a directory with neither."""
+    run = Path(run_dir)
+    if (run / "cost.json").exists():
+        return float(sum(c["seconds_total"] for c in read_json(run / "cost.json").get("objectives", {}).values()))
+    if (run / "unlearn.json").exists():
+        return float(read_json(run / "unlearn.json")["seconds"])
+    return None
+
+
 def objective_costs(cost: dict) -> dict[str, dict]:
     """A cost.json's objectives in the table's units: steady-state seconds per step where measured
     (a run's first step of each kind pays one-time set-up), peak memory in MiB."""

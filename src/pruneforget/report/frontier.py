@@ -13,17 +13,20 @@ among the points whose erasure reaches `erasure_reaches`, the best in column `be
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pruneforget.report.cost import run_seconds
 from pruneforget.report.scores import column_value, not_built_note, row_models, seed_stats
 from pruneforget.report.tables import CELL_COLUMNS, draw_table, format_stat, note_lines
 from pruneforget.unlearn.knobs import format_value
 
 POINT_COLUMNS = ["curve", "kind", "knob", "value", "model", "panel", "erasure_mean", "erasure_std",
-                 "retention_mean", "retention_std", "n", "seeds", "front", "note"]
+                 "retention_mean", "retention_std", "n", "seeds", "front", "train_seconds_mean",
+                 "train_seconds_std", "note"]
 FRONT_COLUMNS = [*CELL_COLUMNS, "knob", "value"]
 
 
@@ -81,10 +84,20 @@ def _pair_stats(tidy: pd.DataFrame, stem: str, seeds: list[int], erasure: dict, 
     return seed_stats(e_values), seed_stats(r_values), [used, notes]
 
 
-def frontier_points(tidy: pd.DataFrame, spec: dict) -> pd.DataFrame:
+def point_seconds(runs, stem: str, seeds: list[int]) -> dict:
+    """Mean ± std over seeds of the training seconds (report.cost.run_seconds) of a point's runs
+    among `runs` (run directories); n 0 where none was given or none recorded a time."""
+    by_name = {Path(r).name: r for r in runs}
+    times = [run_seconds(by_name[m]) for _, m in row_models(stem, seeds) if m in by_name]
+    return seed_stats([t for t in times if t is not None])
+
+
+def frontier_points(tidy: pd.DataFrame, spec: dict, runs=()) -> pd.DataFrame:
     """POINT_COLUMNS: one row per (curve point or reference model, retention panel), with the
-    Pareto front of each panel's curve points marked, then one note row per missing model."""
+    Pareto front of each panel's curve points marked and each curve point's training time (its run
+    directories in `runs`), then one note row per missing model."""
     rows, notes = [], []
+    seconds = {p["model"]: point_seconds(runs, p["model"], spec["seeds"]) for c in spec["curves"] for p in c["points"]}
     entries = [(c["label"], "curve", c["knob"], p["value"], p["model"]) for c in spec["curves"] for p in c["points"]]
     entries += [(r["label"], "reference", "", math.nan, r["model"]) for r in spec.get("references", [])]
     for panel in spec["retention"]:
@@ -95,13 +108,22 @@ def frontier_points(tidy: pd.DataFrame, spec: dict) -> pd.DataFrame:
                 rows.append({"curve": label, "kind": kind, "knob": knob, "value": value, "model": stem,
                              "panel": panel["label"], "erasure_mean": e["mean"], "erasure_std": e["std"],
                              "retention_mean": r["mean"], "retention_std": r["std"], "n": e["n"],
-                             "seeds": " ".join("-" if s is None else str(s) for s in used), "front": False, "note": ""})
+                             "seeds": " ".join("-" if s is None else str(s) for s in used), "front": False,
+                             "train_seconds_mean": seconds.get(stem, {}).get("mean", math.nan) if kind == "curve" else math.nan,
+                             "train_seconds_std": seconds.get(stem, {}).get("std", math.nan) if kind == "curve" else math.nan,
+                             "note": ""})
     frame = pd.DataFrame(rows, columns=POINT_COLUMNS)
     for panel in spec["retention"]:
         mine = frame.index[(frame["panel"] == panel["label"]) & (frame["kind"] == "curve")]
         frame.loc[mine, "front"] = pareto_front(frame.loc[mine, "erasure_mean"], frame.loc[mine, "retention_mean"],
                                                 spec["erasure"].get("better"), panel.get("better"))
-    extra = pd.DataFrame([{**{c: "" for c in POINT_COLUMNS}, "value": math.nan, "n": 0, "front": False, "note": n}
+    timed = [s for s in seconds.values() if s["n"]]
+    if timed:  # the figure's compute: every timed run of every curve (mean x seeds timed, summed over points)
+        total = sum(s["mean"] * s["n"] for s in timed)
+        notes.append(f"training compute: {sum(s['n'] for s in timed)} runs, {total / 3600:.2f} h "
+                     f"({total:.0f} s; per-point means in the CSV's train_seconds columns)")
+    extra = pd.DataFrame([{**{c: "" for c in POINT_COLUMNS}, "value": math.nan, "n": 0, "front": False,
+                           "train_seconds_mean": math.nan, "train_seconds_std": math.nan, "note": n}
                           for n in dict.fromkeys(notes)], columns=POINT_COLUMNS)
     return pd.concat([frame, extra], ignore_index=True) if len(extra) else frame
 

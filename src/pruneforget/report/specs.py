@@ -242,10 +242,11 @@ def figure_inputs(spec: dict, scale: str) -> dict[str, list[str]]:
                 stem = sweep_stem(spec["model"], lam, k, spec["default"], spec.get("default_model"))
                 scores += _scores(scale, _all_models(stem, seeds), col["promptsets"], col["metric"])
     elif kind in FRONTIER_KINDS:
-        stems = [p["model"] for c in spec["curves"] for p in c["points"]] + [r["model"] for r in spec.get("references", [])]
-        for stem in stems:
+        points = [p["model"] for c in spec["curves"] for p in c["points"]]
+        for stem in points + [r["model"] for r in spec.get("references", [])]:
             for col in [spec["erasure"], *spec["retention"]]:
                 scores += _scores(scale, _all_models(stem, seeds), col["promptsets"], col["metric"])
+        runs = [f"results/{scale}/{m}" for stem in points for m in _all_models(stem, seeds)]  # their wall times
     elif kind == "generalisation_table":
         for block in spec["blocks"]:
             for stem in [r["model"] for r in spec["rows"]]:
